@@ -1,0 +1,1 @@
+"""HTTP: routers that translate requests into commands and queries, and nothing more."""

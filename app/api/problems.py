@@ -1,0 +1,132 @@
+"""Every error answer is RFC 9457 problem+json; this module is the one place where
+exceptions become HTTP answers."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+import redis.exceptions
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.domain.errors import InvalidValue, ItemNotFound
+from app.queries.errors import InvalidCursor, ReadModelUnavailable
+
+log = logging.getLogger("items.api")
+
+PROBLEM = "application/problem+json"
+RETRY_AFTER = "1"
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    phrase = HTTPStatus(status).phrase
+    body = {
+        # A type per kind of problem; "about:blank" when the status says it all.
+        "type": f"urn:items:problem:{slug}" if slug else "about:blank",
+        "title": phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def unavailable(detail: str, slug: str) -> Response:
+    return problem(503, detail, slug=slug, headers={"Retry-After": RETRY_AFTER})
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for err in exc.errors():
+        message = str(err.get("msg", "invalid"))
+        message = message.removeprefix("Value error, ")
+        loc = [str(part) for part in err.get("loc", ())]
+        errors.append({"loc": loc, "field": ".".join(loc[1:]) or loc[0], "msg": message})
+    return errors
+
+
+async def on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    json_errors = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+    if json_errors:
+        reason = json_errors[0].get("ctx", {}).get("error", "invalid JSON")
+        return problem(400, f"the body is not valid JSON: {reason}", slug="malformed-json")
+    errors = _field_errors(exc)
+    return problem(
+        422,
+        f"{len(errors)} invalid field{'s' if len(errors) != 1 else ''}: "
+        + "; ".join(f"{e['field']}: {e['msg']}" for e in errors),
+        slug="validation-error",
+        errors=errors,
+    )
+
+
+async def on_invalid_value(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidValue)
+    error = {"loc": ["body", exc.field], "field": exc.field, "msg": exc.message}
+    return problem(422, f"{exc.field}: {exc.message}", slug="validation-error", errors=[error])
+
+
+async def on_not_found(request: Request, exc: Exception) -> Response:
+    return problem(404, str(exc), slug="item-not-found")
+
+
+async def on_invalid_cursor(request: Request, exc: Exception) -> Response:
+    return problem(400, f"invalid cursor: {exc}", slug="invalid-cursor")
+
+
+async def on_read_model_unavailable(request: Request, exc: Exception) -> Response:
+    return unavailable(
+        "the read model is being restored; try again shortly", "read-model-unavailable"
+    )
+
+
+async def on_redis_error(request: Request, exc: Exception) -> Response:
+    log.warning("Redis unavailable: %s", exc)
+    return unavailable("the read model (Redis) is unreachable", "read-model-unreachable")
+
+
+async def on_database_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(
+        exc, OperationalError | InterfaceError
+    ):
+        return await on_unexpected(request, exc)
+    log.warning("PostgreSQL unavailable: %s", exc)
+    return unavailable("the write model (PostgreSQL) is unreachable", "write-model-unreachable")
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "an unexpected error occurred; it has been logged", slug="internal")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(InvalidValue, on_invalid_value)
+    app.add_exception_handler(ItemNotFound, on_not_found)
+    app.add_exception_handler(InvalidCursor, on_invalid_cursor)
+    app.add_exception_handler(ReadModelUnavailable, on_read_model_unavailable)
+    app.add_exception_handler(redis.exceptions.ConnectionError, on_redis_error)
+    app.add_exception_handler(redis.exceptions.TimeoutError, on_redis_error)
+    app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(OSError, on_database_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

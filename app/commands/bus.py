@@ -1,0 +1,53 @@
+"""The command bus: the explicit registry of handlers, and the one place a unit of
+work is opened, handed to a handler and committed."""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from app.commands import handlers
+from app.commands.commands import Command, CreateItem, DeleteItem, UpdateItem
+from app.commands.unit_of_work import UnitOfWork
+from app.domain.model import Item
+
+Handler = Callable[[Any, UnitOfWork, datetime], Awaitable[Item]]
+
+HANDLERS: dict[type[Command], Handler] = {
+    CreateItem: handlers.create_item,
+    UpdateItem: handlers.update_item,
+    DeleteItem: handlers.delete_item,
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    item: Item
+    # Position of the last event this command committed or, when it changed nothing,
+    # of the item's latest event: what a client waits for to read its own write.
+    position: int | None
+    changed: bool
+
+
+class CommandBus:
+    def __init__(
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+
+    async def handle(self, cmd: Command) -> CommandResult:
+        handler = HANDLERS[type(cmd)]
+        async with self._uow_factory() as uow:
+            item = await handler(cmd, uow, self._clock())
+            changed = bool(item.events)
+            position = await uow.commit()
+            if position is None:
+                position = await uow.items.last_position(item.id)
+        return CommandResult(item=item, position=position, changed=changed)

@@ -1,0 +1,76 @@
+"""The contract the handlers need from storage; SQL lives behind it in infrastructure."""
+
+from __future__ import annotations
+
+import abc
+from types import TracebackType
+from uuid import UUID
+
+from app.domain.events import Event
+from app.domain.model import Item
+
+
+class ItemRepository(abc.ABC):
+    """Loads and stores Item aggregates, and remembers which ones it handed out so the
+    unit of work can collect the events they raised."""
+
+    def __init__(self) -> None:
+        self.seen: dict[UUID, Item] = {}
+
+    async def get(self, item_id: UUID) -> Item | None:
+        """Load a live item and lock it until the unit of work ends."""
+        item = await self._get(item_id)
+        if item is not None:
+            self.seen[item.id] = item
+        return item
+
+    async def add(self, item: Item) -> None:
+        await self._add(item)
+        self.seen[item.id] = item
+
+    @abc.abstractmethod
+    async def _get(self, item_id: UUID) -> Item | None: ...
+
+    @abc.abstractmethod
+    async def _add(self, item: Item) -> None: ...
+
+    @abc.abstractmethod
+    async def save(self, item: Item) -> None:
+        """Write a changed (or deleted) item back."""
+
+    @abc.abstractmethod
+    async def last_position(self, item_id: UUID) -> int | None:
+        """Position of the item's latest event, for answers to writes that changed nothing."""
+
+
+class UnitOfWork(abc.ABC):
+    """One transaction: the item rows and the events they raised commit together or
+    not at all. Created per command; never shared between concurrent tasks."""
+
+    items: ItemRepository
+
+    async def __aenter__(self) -> UnitOfWork:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.rollback()
+
+    async def commit(self) -> int | None:
+        """Store the raised events with the rows, commit once, and return the position
+        of the last event written (None when nothing was raised)."""
+        events = [event for item in self.items.seen.values() for event in item.events]
+        position = await self._commit(events)
+        for item in self.items.seen.values():
+            item.events.clear()
+        return position
+
+    @abc.abstractmethod
+    async def _commit(self, events: list[Event]) -> int | None: ...
+
+    @abc.abstractmethod
+    async def rollback(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Adapters: PostgreSQL (write model and event log), Redis (views), settings, wiring."""

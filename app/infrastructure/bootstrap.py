@@ -1,0 +1,91 @@
+"""The composition root: the one place that turns settings into connected parts.
+
+The API's lifespan, the projector process and the operator commands all start here.
+Nothing connects at import time; `build` creates clients that connect on first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.commands.bus import CommandBus
+from app.infrastructure.projection_store import ProjectionStore
+from app.infrastructure.projector import Projector
+from app.infrastructure.redis_keys import KeyLayout
+from app.infrastructure.settings import Settings, asyncpg_dsn
+from app.infrastructure.unit_of_work import SqlUnitOfWork
+from app.queries.cursor import CursorCodec
+from app.queries.handlers import QueryHandlers
+from app.queries.read_model import ReadModel
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+    layout: KeyLayout
+    bus: CommandBus
+    queries: QueryHandlers
+    read_model: ReadModel
+    projection_store: ProjectionStore
+
+    def projector(self) -> Projector:
+        database_url, _ = self.settings.require_urls()
+        return Projector(
+            asyncpg_dsn(database_url),
+            self.projection_store,
+            batch_size=self.settings.projector_batch_size,
+            poll_interval=self.settings.projector_poll_interval,
+        )
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def make_redis(settings: Settings) -> Redis:
+    _, redis_url = settings.require_urls()
+    # A blocking pool queues callers when every connection is busy instead of failing
+    # them; the timeouts turn an unreachable Redis into a quick error, not a hang.
+    pool = BlockingConnectionPool.from_url(
+        redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
+    return Redis(connection_pool=pool)
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    database_url, _ = settings.require_urls()
+    return create_async_engine(
+        database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        # A connection that died with a PostgreSQL restart is replaced, not handed out.
+        pool_pre_ping=True,
+        connect_args={"timeout": settings.db_connect_timeout},
+    )
+
+
+def build(settings: Settings) -> Container:
+    engine = make_engine(settings)
+    session_factory = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    redis = make_redis(settings)
+    layout = KeyLayout(settings.redis_prefix, settings.projection_partitions)
+    read_model = ReadModel(redis, layout)
+    return Container(
+        settings=settings,
+        engine=engine,
+        redis=redis,
+        layout=layout,
+        bus=CommandBus(lambda: SqlUnitOfWork(session_factory)),
+        queries=QueryHandlers(read_model, CursorCodec(settings.secret_key)),
+        read_model=read_model,
+        projection_store=ProjectionStore(redis, layout),
+    )

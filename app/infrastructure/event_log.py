@@ -1,0 +1,125 @@
+"""Reading the event log in position order without ever skipping a late commit.
+
+Positions are handed out when a transaction inserts its events, but transactions commit
+in their own order: position 11 can be visible while 10 is still in flight. A reader
+that trusted "highest position seen" would skip 10 for good. Here every read also
+returns the snapshot it ran in, and `GapGuard` lets the projector pass a hole in the
+positions only once every transaction that could still fill it has ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from app.domain.events import Event
+from app.infrastructure import event_codec
+
+READ_AFTER = """
+SELECT s.snap::text AS snap, e.position, e.event_id, e.item_id, e.item_version,
+       e.type, e.payload::text AS payload, e.occurred_at
+FROM (SELECT pg_current_snapshot() AS snap) AS s
+LEFT JOIN LATERAL (
+    SELECT * FROM events WHERE position > $1 ORDER BY position LIMIT $2
+) AS e ON true
+ORDER BY e.position
+"""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    position: int
+    event_id: UUID
+    item_id: UUID
+    version: int
+    type: str
+    payload: str
+    occurred_at: datetime
+
+    def decode(self) -> Event:
+        payload: Any = orjson.loads(self.payload)
+        if not isinstance(payload, dict):
+            raise ValueError("payload must be a JSON object")
+        return event_codec.from_record(
+            type_name=self.type,
+            payload=payload,
+            item_id=self.item_id,
+            version=self.version,
+            occurred_at=self.occurred_at,
+            event_id=self.event_id,
+        )
+
+
+def in_progress(snapshot: str) -> frozenset[int]:
+    """Transaction ids still running in a pg_snapshot's text form "xmin:xmax:xip,...".
+
+    Only the listed xips matter: every id below xmax that is not listed had ended."""
+    xips = snapshot.split(":")[2]
+    return frozenset(int(x) for x in xips.split(",") if x)
+
+
+class GapGuard:
+    """Decides how far the projector may advance through a read.
+
+    A hole below a visible position p was allocated before p, so whoever owns it was
+    running when the snapshot that showed p was taken. Once none of that snapshot's
+    running transactions is running any more, a hole still empty belongs to a
+    transaction that rolled back and will never be filled: it is safe to pass.
+    (This relies on writers holding a transaction id before they take a position;
+    the repositories write the item row first, which gives them one.)
+    """
+
+    def __init__(self) -> None:
+        # Holes below `_limit` are owned by transactions in `_owners` (or had ended).
+        self._limit = 0
+        self._owners: frozenset[int] = frozenset()
+
+    def safe_count(self, after: int, positions: list[int], running: frozenset[int]) -> int:
+        """How many of `positions` (ascending, all > after) may be applied now."""
+        expected = after + 1
+        for count, position in enumerate(positions):
+            if position != expected and not self._hole_settled(position, running):
+                return count
+            expected = position + 1
+        return len(positions)
+
+    def _hole_settled(self, position: int, running: frozenset[int]) -> bool:
+        if not running:
+            return True  # nothing was in flight in this very snapshot
+        if position <= self._limit and not (self._owners & running):
+            return True
+        if position > self._limit:
+            # Remember who could own this hole; a later read will tell if they ended.
+            self._limit, self._owners = position, running
+        return False
+
+
+async def read_after(
+    conn: asyncpg.Connection, after: int, limit: int
+) -> tuple[frozenset[int], list[StoredEvent]]:
+    """Events after a position, and the transactions running in the same snapshot."""
+    rows = await conn.fetch(READ_AFTER, after, limit)
+    running = in_progress(rows[0]["snap"])
+    events = [
+        StoredEvent(
+            position=r["position"],
+            event_id=r["event_id"],
+            item_id=r["item_id"],
+            version=r["item_version"],
+            type=r["type"],
+            payload=r["payload"],
+            occurred_at=r["occurred_at"],
+        )
+        for r in rows
+        if r["position"] is not None
+    ]
+    return running, events
+
+
+async def head(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM events"))

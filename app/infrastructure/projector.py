@@ -1,0 +1,184 @@
+"""The projector: applies committed events to the Redis views, in position order.
+
+Only one projector is active per database (a PostgreSQL advisory lock, held on its own
+connection for as long as it runs); others wait and take over when that connection
+drops. It wakes on NOTIFY from the events table and polls as a fallback. Each batch
+goes to Redis through one atomic script per partition, guarded by the expected
+checkpoint, so a projector that lost its lock without knowing it cannot write.
+A batch that fails is retried with back-off and logged; it is never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+
+import asyncpg
+
+from app.infrastructure import event_log
+from app.infrastructure.event_log import GapGuard, StoredEvent
+from app.infrastructure.projection import diff, fold
+from app.infrastructure.projection_store import BaseMoved, Fenced, ProjectionStore, Target
+
+log = logging.getLogger("items.projector")
+
+LOCK_KEY = 0x17E45  # advisory lock id: one active projector per database
+CHANNEL = "item_events"  # NOTIFY channel, fired by a trigger on the events table
+MAX_BACKOFF = 5.0
+HOLE_WAIT = 0.02
+
+
+class Projector:
+    def __init__(
+        self,
+        dsn: str,
+        store: ProjectionStore,
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._dsn = dsn
+        self._store = store
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+        self._targets: dict[int, Target] = {}
+        self._checkpoints: dict[int, int] = {}
+        self._guard = GapGuard()
+        self.is_leader = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled: win the lock, project, and start over if the
+        connection that holds the lock is lost."""
+        while True:
+            try:
+                await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("projector lost PostgreSQL (%s); reconnecting in %.1fs", exc, 1.0)
+            finally:
+                await self._disconnect()
+            await asyncio.sleep(1.0)
+
+    async def _lead(self) -> None:
+        self._conn = conn = await asyncpg.connect(self._dsn, timeout=5)
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+            await asyncio.sleep(self._poll_interval)
+        log.info("projector holds the lock; projecting")
+        self.is_leader = True
+        await conn.add_listener(CHANNEL, self._on_notify)
+        conn.add_termination_listener(lambda _: self._wake.set())
+        self._targets.clear()
+        self._guard = GapGuard()
+        backoff = 0.05
+        while not conn.is_closed():
+            self._wake.clear()
+            try:
+                pause = await self.step()
+                backoff = 0.05
+            except Exception:
+                if conn.is_closed():
+                    raise
+                # Redis down, a corrupt event, a bug: nothing is skipped; the same batch
+                # is read again after the pause, from the checkpoint Redis holds.
+                log.exception("projection batch failed; retrying in %.2fs", backoff)
+                self._targets.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if pause == 0:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause or self._poll_interval)
+        raise ConnectionError("lost the connection that holds the projector lock")
+
+    async def _disconnect(self) -> None:
+        self.is_leader = False
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2)
+            if not conn.is_closed():
+                conn.terminate()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    # -- one batch -----------------------------------------------------------------------
+
+    async def step(self) -> float | None:
+        """Project one batch. Returns how long to wait before the next one: 0 when there
+        is more to read, a short pause while a hole in the positions may still fill,
+        None to sleep until NOTIFY (or the poll interval)."""
+        assert self._conn is not None
+        if not self._targets:
+            for p in range(self._store.layout.partitions):
+                self._targets[p], self._checkpoints[p] = await self._store.resolve(p)
+        after = min(self._checkpoints.values())
+        running, read = await event_log.read_after(self._conn, after, self._batch_size)
+        batch = read[: self._guard.safe_count(after, [e.position for e in read], running)]
+        if batch:
+            try:
+                await self._apply(batch)
+            except Fenced as exc:
+                log.warning("projection target moved (%s); reloading from Redis", exc)
+                self._targets.clear()
+                return 0
+        if len(batch) < len(read):
+            return HOLE_WAIT  # a transaction that took an earlier position is still open
+        if len(read) == self._batch_size:
+            return 0
+        await self._finish_restores()
+        return None
+
+    async def _apply(self, batch: list[StoredEvent]) -> None:
+        layout = self._store.layout
+        by_partition: dict[int, list[StoredEvent]] = defaultdict(list)
+        for stored in batch:
+            by_partition[layout.partition_of(stored.item_id)].append(stored)
+        last = batch[-1].position
+        for p, target in self._targets.items():
+            # Events at or below this partition's checkpoint were applied before a crash
+            # between two partitions' scripts; the checkpoint guard skips them.
+            mine = [e for e in by_partition.get(p, []) if e.position > self._checkpoints[p]]
+            if last <= self._checkpoints[p]:
+                continue
+            await self._apply_partition(target, mine, last)
+            self._checkpoints[p] = last
+
+    async def _apply_partition(self, target: Target, batch: list[StoredEvent], last: int) -> None:
+        by_item: dict[str, list[StoredEvent]] = defaultdict(list)
+        for stored in batch:
+            by_item[str(stored.item_id)].append(stored)
+        decoded = {item: [e.decode() for e in evs] for item, evs in by_item.items()}
+        for attempt in range(3):
+            states = await self._store.load(target, list(decoded))
+            ops = []
+            for item_id, item_events in decoded.items():
+                op = diff(item_id, states[item_id], fold(states[item_id], item_events))
+                if op is not None:
+                    ops.append(op)
+            try:
+                await self._store.apply(target, self._checkpoints[target.partition], last, ops)
+                return
+            except BaseMoved:
+                # Someone (a repair) wrote a view between our load and our apply: the
+                # version guard refused the batch whole; fold again from what is there.
+                if attempt == 2:
+                    raise
+
+    async def _finish_restores(self) -> None:
+        """A generation being restored goes live once it has caught up with the log."""
+        for p, target in list(self._targets.items()):
+            if target.building:
+                old = await self._store.activate(target)
+                self._targets[p] = Target(p, target.generation, building=False)
+                log.info("partition %d: restored generation %s is live", p, target.generation)
+                if old:
+                    await self._store.drop_generation(p, old)

@@ -1,0 +1,96 @@
+"""All SQL of the write side: items rows and the event outbox."""
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.commands.unit_of_work import ItemRepository
+from app.domain.events import Event
+from app.domain.model import Item
+from app.infrastructure import event_codec
+from app.infrastructure.tables import events, items
+
+
+class SqlItemRepository(ItemRepository):
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__()
+        self._session = session
+
+    async def _get(self, item_id: UUID) -> Item | None:
+        # FOR UPDATE: concurrent commands on one item queue here, so each one sees the
+        # version the previous one committed and versions grow 1, 2, 3 with no gaps.
+        stmt = select(items).where(items.c.id == item_id).with_for_update()
+        row = (await self._session.execute(stmt)).mappings().first()
+        return None if row is None else _to_item(row)
+
+    async def _add(self, item: Item) -> None:
+        await self._session.execute(insert(items).values(**_to_row(item)))
+
+    async def save(self, item: Item) -> None:
+        if item.deleted:
+            await self._session.execute(delete(items).where(items.c.id == item.id))
+            return
+        row = _to_row(item)
+        del row["id"], row["created_at"]
+        await self._session.execute(update(items).where(items.c.id == item.id).values(**row))
+
+    async def last_position(self, item_id: UUID) -> int | None:
+        stmt = select(func.max(events.c.position)).where(events.c.item_id == item_id)
+        return (await self._session.execute(stmt)).scalar()
+
+
+class SqlEventStore:
+    """Appends events to the outbox inside the caller's transaction.
+
+    The caller has already written the item row, so the transaction holds a
+    transaction id before it takes positions: the projector's gap check relies on it.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def append(self, new_events: list[Event]) -> int | None:
+        if not new_events:
+            return None
+        rows = [
+            {
+                "event_id": e.event_id,
+                "item_id": e.item_id,
+                "item_version": e.version,
+                "type": type(e).__name__,
+                "payload": event_codec.to_payload(e),
+                "occurred_at": e.occurred_at,
+            }
+            for e in new_events
+        ]
+        result = await self._session.execute(insert(events).returning(events.c.position), rows)
+        return max(result.scalars().all())
+
+
+def _to_row(item: Item) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "name": item.name,
+        "description": item.description,
+        "price": item.price,
+        "tags": list(item.tags),
+        "version": item.version,
+        "created_at": item.created_at,
+        "updated_at": item.updated_at,
+    }
+
+
+def _to_item(row: RowMapping) -> Item:
+    return Item(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        price=row["price"],
+        tags=tuple(row["tags"]),
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

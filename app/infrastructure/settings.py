@@ -1,0 +1,63 @@
+"""All configuration, read once from the environment (or a .env file)."""
+
+import secrets
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The URL for SQLAlchemy's asyncpg dialect; plain postgresql:// URLs are accepted."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("DATABASE_URL must start with postgresql:// or postgresql+asyncpg://")
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The same URL as asyncpg.connect() wants it (no driver suffix)."""
+    return "postgresql://" + sqlalchemy_url(url)[len("postgresql+asyncpg://") :]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Unset means "start the embedded servers" for `items serve` (see app/infrastructure/
+    # embedded.py); the app itself always needs both.
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: str = ".data"
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "info"
+
+    db_pool_size: int = Field(default=10, ge=1)
+    # Writes fail fast when PostgreSQL is unreachable instead of hanging the client.
+    db_connect_timeout: float = Field(default=3.0, gt=0)
+    redis_max_connections: int = Field(default=64, ge=1)
+    redis_timeout: float = Field(default=1.0, gt=0)
+
+    # Every Redis key starts with this, so several deployments (or test runs) can
+    # share one Redis without seeing each other's keys.
+    redis_prefix: str = Field(default="items", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Items are spread over this many projection partitions (each with its own Redis
+    # hash tag, checkpoint and indexes). Changing it needs a rebuild of the read model.
+    projection_partitions: int = Field(default=1, ge=1, le=64)
+    projector_in_process: bool = True
+    projector_batch_size: int = Field(default=500, ge=1, le=10_000)
+    projector_poll_interval: float = Field(default=1.0, gt=0)
+
+    # Signs list cursors so that a tampered one is rejected. Unset: a random key per
+    # process, which is fine for one process but breaks cursors across restarts.
+    secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32), min_length=16)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        return None if not value else sqlalchemy_url(value)
+
+    def require_urls(self) -> tuple[str, str]:
+        if not self.database_url or not self.redis_url:
+            raise RuntimeError("DATABASE_URL and REDIS_URL must be set (or use `items serve`)")
+        return self.database_url, self.redis_url

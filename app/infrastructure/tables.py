@@ -1,0 +1,68 @@
+"""The PostgreSQL schema as SQLAlchemy Core tables. Migrations create it; this module
+only describes it for the repositories (and for the test that compares the two)."""
+
+from sqlalchemy import (
+    ARRAY,
+    TIMESTAMP,
+    BigInteger,
+    Column,
+    Identity,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.types import UserDefinedType
+
+# Every constraint gets a predictable name, so migrations can refer to it.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class XID8(UserDefinedType[int]):
+    cache_ok = True
+
+    def get_col_spec(self) -> str:
+        return "xid8"
+
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("price", Numeric(11, 2), nullable=False),
+    Column("tags", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("version", Integer, nullable=False),
+    Column("created_at", TIMESTAMP(timezone=True), nullable=False),
+    Column("updated_at", TIMESTAMP(timezone=True), nullable=False),
+)
+
+# The outbox and the log the projection reads, in position order.
+events = Table(
+    "events",
+    metadata,
+    Column("position", BigInteger, Identity(always=True), primary_key=True),
+    Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("item_id", UUID(as_uuid=True), nullable=False),
+    Column("item_version", Integer, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("occurred_at", TIMESTAMP(timezone=True), nullable=False),
+    # The writing transaction's id: lets the projector tell a gap that a still-open
+    # transaction will fill from one an aborted transaction left for good.
+    Column("tx_id", XID8, nullable=False, server_default=text("pg_current_xact_id()")),
+    UniqueConstraint("item_id", "item_version"),
+)

@@ -1,0 +1,1 @@
+"""The read side: query handlers that answer from the Redis views alone."""

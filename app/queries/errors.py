@@ -1,0 +1,10 @@
+"""Errors of the read side, mapped to HTTP in app/api/errors.py."""
+
+
+class ReadModelUnavailable(Exception):
+    """No live generation of the views: Redis is new, lost its data, or is being
+    restored. Reads answer 503 rather than pass an empty read model off as the truth."""
+
+
+class InvalidCursor(Exception):
+    """A list cursor that this service did not issue, or issued for another query."""

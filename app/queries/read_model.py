@@ -1,0 +1,109 @@
+"""The one module through which the read side touches Redis.
+
+Each read is one Lua script per partition, so resolving the live generation and
+reading the view (or page) happen in one round trip and one atomic step: a read racing
+a generation switch sees the old or the new generation, never a mix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from app.infrastructure.redis_keys import KeyLayout, index_suffix, view_suffix
+from app.queries.errors import ReadModelUnavailable
+
+GET_VIEW = """
+local g = redis.call('GET', KEYS[1])
+if not g then return {0} end
+local b = ARGV[1] .. g .. ':'
+return {1, redis.call('GET', b .. 'cp') or '0', redis.call('GET', b .. ARGV[2])}
+"""
+
+LIST_VIEWS = """
+local g = redis.call('GET', KEYS[1])
+if not g then return {0} end
+local b = ARGV[1] .. g .. ':'
+local ix = b .. ARGV[2]
+local members
+if ARGV[3] == 'desc' then
+  members = redis.call('ZRANGE', ix, ARGV[4], '-', 'BYLEX', 'REV', 'LIMIT', 0, ARGV[5])
+else
+  members = redis.call('ZRANGE', ix, ARGV[4], '+', 'BYLEX', 'LIMIT', 0, ARGV[5])
+end
+local out = {1, redis.call('GET', b .. 'cp') or '0', redis.call('ZCARD', ix)}
+for _, m in ipairs(members) do
+  out[#out + 1] = m
+  out[#out + 1] = redis.call('GET', b .. 'v:' .. string.sub(m, -36))
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class ViewRead:
+    data: bytes | None
+    checkpoint: int
+
+
+@dataclass(frozen=True)
+class IndexSlice:
+    entries: list[tuple[bytes, bytes]]  # (index member, view bytes), in page order
+    total: int
+    checkpoint: int
+
+
+class ReadModel:
+    def __init__(self, redis: Redis, layout: KeyLayout) -> None:
+        self._redis = redis
+        self.layout = layout
+        self._get = redis.register_script(GET_VIEW)
+        self._list = redis.register_script(LIST_VIEWS)
+
+    async def get(self, item_id: str) -> ViewRead:
+        p = self.layout.partition_of(item_id)
+        reply = await self._get(
+            keys=[self.layout.gen(p)],
+            args=[self.layout.tag(p) + ":", view_suffix(item_id)],
+        )
+        if reply[0] == 0:
+            raise ReadModelUnavailable()
+        return ViewRead(data=reply[2], checkpoint=int(reply[1]))
+
+    async def list(
+        self, *, sort_field: str, descending: bool, tag: str | None, after: bytes | None, count: int
+    ) -> IndexSlice:
+        """Up to `count` entries after `after`, merged across partitions."""
+        suffix = index_suffix(sort_field, tag)
+        if after is None:
+            start = b"+" if descending else b"-"
+        else:
+            start = b"(" + after
+        direction = "desc" if descending else "asc"
+        entries: list[tuple[bytes, bytes]] = []
+        total = 0
+        checkpoint: int | None = None
+        for p in range(self.layout.partitions):
+            reply = await self._list(
+                keys=[self.layout.gen(p)],
+                args=[self.layout.tag(p) + ":", suffix, direction, start, count],
+            )
+            if reply[0] == 0:
+                raise ReadModelUnavailable()
+            cp = int(reply[1])
+            checkpoint = cp if checkpoint is None else min(checkpoint, cp)
+            total += int(reply[2])
+            pairs = reply[3:]
+            entries += [
+                (pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2) if pairs[i + 1]
+            ]
+        if self.layout.partitions > 1:
+            entries.sort(key=lambda e: e[0], reverse=descending)
+            entries = entries[:count]
+        return IndexSlice(entries=entries, total=total, checkpoint=checkpoint or 0)
+
+    async def ready(self) -> bool:
+        """Every partition has a live generation."""
+        keys = [self.layout.gen(p) for p in range(self.layout.partitions)]
+        return all(v is not None for v in await self._redis.mget(keys))
