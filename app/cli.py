@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -51,6 +52,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     settings = _servers(Settings())
     database_url, _ = settings.require_urls()
     migrate(database_url)
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises it; with Python's
+    # default handler that would end the process before atexit stops the embedded
+    # servers, so turn the re-raised signal into an ordinary exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         create_app(settings),
         host=args.host or settings.host,

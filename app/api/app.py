@@ -32,16 +32,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = bootstrap.build(settings)
         app.state.container = container
-        task = None
-        if settings.projector_in_process:
-            task = asyncio.create_task(container.projector().run(), name="projector")
+        projector = container.projector() if settings.projector_in_process else None
+        task = asyncio.create_task(projector.run(), name="projector") if projector else None
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if projector is not None and task is not None:
+                projector.stop()
+                done, _ = await asyncio.wait([task], timeout=10)
+                if not done:
+                    task.cancel()
+                    log.warning("projector did not stop within 10s; cancelled")
             await container.close()
 
     app = FastAPI(

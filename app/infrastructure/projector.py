@@ -48,28 +48,38 @@ class Projector:
         self._targets: dict[int, Target] = {}
         self._checkpoints: dict[int, int] = {}
         self._guard = GapGuard()
+        self._stopping = False
         self.is_leader = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until cancelled: win the lock, project, and start over if the
-        connection that holds the lock is lost."""
-        while True:
+        """Run until stop(): win the lock, project, and start over if the connection
+        that holds the lock is lost."""
+        self._stopping = False
+        while not self._stopping:
             try:
                 await self._lead()
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
-                log.error("projector lost PostgreSQL (%s); reconnecting in %.1fs", exc, 1.0)
+                log.error("projector lost PostgreSQL (%s); reconnecting", exc)
+                await self._sleep(1.0)
             finally:
                 await self._disconnect()
-            await asyncio.sleep(1.0)
+
+    def stop(self) -> None:
+        """Finish the batch in hand, release the lock and return from run().
+
+        Cooperative on purpose: a cancellation can be swallowed inside client
+        libraries (and by asyncio.wait_for on Python 3.11), a flag cannot."""
+        self._stopping = True
+        self._wake.set()
 
     async def _lead(self) -> None:
         self._conn = conn = await asyncpg.connect(self._dsn, timeout=5)
         while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
-            await asyncio.sleep(self._poll_interval)
+            await self._sleep(self._poll_interval)
+            if self._stopping:
+                return
         log.info("projector holds the lock; projecting")
         self.is_leader = True
         await conn.add_listener(CHANNEL, self._on_notify)
@@ -78,6 +88,8 @@ class Projector:
         self._guard = GapGuard()
         backoff = 0.05
         while not conn.is_closed():
+            if self._stopping:
+                return
             self._wake.clear()
             try:
                 pause = await self.step()
@@ -89,13 +101,12 @@ class Projector:
                 # is read again after the pause, from the checkpoint Redis holds.
                 log.exception("projection batch failed; retrying in %.2fs", backoff)
                 self._targets.clear()
-                await asyncio.sleep(backoff)
+                await self._sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             if pause == 0:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), pause or self._poll_interval)
+            await self._sleep(pause or self._poll_interval)
         raise ConnectionError("lost the connection that holds the projector lock")
 
     async def _disconnect(self) -> None:
@@ -103,9 +114,24 @@ class Projector:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
+                await conn.close(timeout=2)
             if not conn.is_closed():
                 conn.terminate()
+
+    async def _sleep(self, delay: float) -> None:
+        """Wait for a NOTIFY or `delay`, whichever comes first.
+
+        A timer sets the event rather than asyncio.wait_for/timeout: on Python 3.11 both
+        can swallow a cancellation that lands just as the timeout fires, and then the
+        projector would never stop."""
+        if self._stopping:
+            return
+        handle = asyncio.get_running_loop().call_later(delay, self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            handle.cancel()
+            self._wake.clear()
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()

@@ -1,0 +1,140 @@
+"""Shared fixtures.
+
+Real servers: TEST_DATABASE_URL / TEST_REDIS_URL when set, otherwise embedded
+PostgreSQL and Redis started once per session in a temporary folder. Each session gets
+its own database (migrated by the real Alembic migrations); each test gets empty
+tables and its own Redis key prefix, so no test sees another's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from app.api.app import create_app
+from app.cli import migrate
+from app.infrastructure import bootstrap
+from app.infrastructure.settings import Settings, asyncpg_dsn
+from tests.helpers import eventually
+
+
+@pytest.fixture(scope="session")
+def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(PostgreSQL admin URL, Redis URL) of the servers the suite runs against."""
+    pg_url = os.environ.get("TEST_DATABASE_URL")
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    redis_server = None
+    root = tmp_path_factory.mktemp("servers")
+    if not pg_url:
+        from app.infrastructure.embedded import start_postgres
+
+        pg_url = start_postgres(root)
+    if not redis_url:
+        from app.infrastructure.embedded import EmbeddedRedis
+
+        redis_server = EmbeddedRedis(Path(root), persistent=False)
+        redis_url = redis_server.start()
+    yield pg_url, redis_url
+    if redis_server is not None:
+        redis_server.stop()
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return base + ("?" + query if query else "")
+
+
+@pytest.fixture(scope="session")
+def database_url(server_urls: tuple[str, str]) -> Iterator[str]:
+    """A fresh database for this session, migrated to head."""
+    admin = asyncpg_dsn(server_urls[0])
+    name = f"items_test_{uuid.uuid4().hex[:10]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    url = _with_database(admin, name)
+    migrate(url)
+    yield url
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def redis_url(server_urls: tuple[str, str]) -> str:
+    return server_urls[1]
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, prefix: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        secret_key="test-secret-key-0123456789",
+        projector_poll_interval=0.2,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A raw connection to the test database; the tables start empty."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    await conn.execute("TRUNCATE items, events RESTART IDENTITY")
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def redis(redis_url: str, prefix: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    async for key in client.scan_iter(match="{%s:*" % prefix, count=1000):
+        await client.unlink(key)
+    await client.aclose()
+
+
+@pytest.fixture
+async def container(
+    settings: Settings, db: asyncpg.Connection, redis: Redis
+) -> AsyncIterator[bootstrap.Container]:
+    built = bootstrap.build(settings)
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+async def app(settings: Settings, db: asyncpg.Connection, redis: Redis) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        # The projector makes a fresh read model live on its first step; until then
+        # reads answer 503 (as they should), which no test here is about.
+        await eventually(application.state.container.read_model.ready)
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
