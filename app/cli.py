@@ -75,15 +75,18 @@ def cmd_projector(args: argparse.Namespace) -> None:
 
     async def run() -> None:
         container = bootstrap.build(settings)
+        projector = container.projector()
+        loop = asyncio.get_running_loop()
+        # SIGTERM/SIGINT finish the batch in hand and release the lock, so a standby
+        # projector takes over at once instead of after a connection timeout.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, projector.stop)
         try:
-            await container.projector().run()
+            await projector.run()
         finally:
             await container.close()
 
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(run())
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:

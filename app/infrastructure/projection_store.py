@@ -126,6 +126,12 @@ class ProjectionStore:
         cp = await self._redis.get(base + "cp")
         return target, int(cp or 0)
 
+    async def still_current(self, targets: list[Target]) -> bool:
+        """Whether every target is still what its pointer names. False after Redis lost
+        its data (or a rebuild switched generations): the caller must resolve again."""
+        names = await self._redis.mget([self._pointer(t) for t in targets])
+        return all(n is not None and n.decode() == t.generation for n, t in zip(names, targets, strict=True))
+
     async def load(self, target: Target, item_ids: list[str]) -> dict[str, ItemState]:
         base = self.layout.base(target.partition, target.generation)
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -161,6 +161,12 @@ class Projector:
         if len(read) == self._batch_size:
             return 0
         await self._finish_restores()
+        # Idle: make sure Redis still holds what we think (it may have restarted empty);
+        # if not, the next step resolves again and restores from the log.
+        if not await self._store.still_current(list(self._targets.values())):
+            log.warning("the read model in Redis is gone or moved; restoring from the log")
+            self._targets.clear()
+            return 0
         return None
 
     async def _apply(self, batch: list[StoredEvent]) -> None:

@@ -1,0 +1,140 @@
+"""Projector leadership, reads without PostgreSQL, and the `items` console script."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from app.api.app import create_app
+from app.commands.commands import CreateItem
+from app.infrastructure.bootstrap import Container
+from app.infrastructure.settings import Settings
+from tests.helpers import create, eventually
+
+ITEMS = str(Path(sys.executable).with_name("items"))
+
+
+async def test_only_one_projector_applies_and_another_takes_over(
+    container: Container, redis: Redis
+) -> None:
+    first, second = container.projector(), container.projector()
+    tasks = [asyncio.create_task(p.run()) for p in (first, second)]
+    try:
+        await eventually(lambda: _leaders(first, second), lambda n: n == 1)
+        await asyncio.sleep(0.5)
+        assert await _leaders(first, second) == 1
+        leader, standby = (first, second) if first.is_leader else (second, first)
+
+        item_id = uuid.uuid4()
+        await container.bus.handle(CreateItem(item_id=item_id, name="a", price="1"))
+        await eventually(lambda: container.read_model.get(str(item_id)), lambda r: r.data is not None)
+
+        leader.stop()  # its connection closes, and with it the advisory lock
+        await eventually(lambda: _is_leader(standby), timeout=5)
+        later = uuid.uuid4()
+        await container.bus.handle(CreateItem(item_id=later, name="b", price="1"))
+        await eventually(lambda: container.read_model.get(str(later)), lambda r: r.data is not None)
+    finally:
+        first.stop()
+        second.stop()
+        await asyncio.wait(tasks, timeout=10)
+
+
+async def _leaders(*projectors: object) -> int:
+    return sum(bool(getattr(p, "is_leader")) for p in projectors)
+
+
+async def _is_leader(projector: object) -> bool:
+    return bool(getattr(projector, "is_leader"))
+
+
+async def test_reads_are_served_while_postgresql_is_unreachable(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    item = await create(client, name="still here")
+    await eventually(
+        lambda: client.get(f"/api/v1/items/{item['id']}"), lambda r: r.status_code == 200
+    )
+    # A second instance whose PostgreSQL is gone (nothing listens on that port).
+    cut_off = settings.model_copy(
+        update={
+            "database_url": "postgresql+asyncpg://postgres@127.0.0.1:9/none",
+            "projector_in_process": False,
+            "db_connect_timeout": 1.0,
+        }
+    )
+    app = create_app(cut_off)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            got = await c.get(f"/api/v1/items/{item['id']}")
+            assert got.status_code == 200 and got.json() == item
+            assert (await c.get("/api/v1/items")).json()["total"] == 1
+            write = await c.post("/api/v1/items", json={"name": "x", "price": "1"})
+            assert write.status_code == 503
+            assert write.headers["content-type"] == "application/problem+json"
+            assert write.headers["retry-after"]
+            ready = await c.get("/readyz")
+            assert ready.status_code == 503 and "postgres" in ready.json()["detail"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+async def test_console_script_serves_and_projects_in_separate_processes(
+    settings: Settings, redis: Redis, db: object
+) -> None:
+    port = _free_port()
+    assert settings.database_url and settings.redis_url
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url.replace("+asyncpg", ""),  # plain URL accepted
+        "REDIS_URL": settings.redis_url,
+        "REDIS_PREFIX": settings.redis_prefix,
+        "SECRET_KEY": settings.secret_key,
+        "PORT": str(port),
+        "PROJECTOR_IN_PROCESS": "false",
+        "PROJECTOR_POLL_INTERVAL": "0.2",
+    }
+    serve = subprocess.Popen([ITEMS, "serve"], env=env, stderr=subprocess.PIPE)
+    projector = subprocess.Popen([ITEMS, "projector"], env=env, stderr=subprocess.PIPE)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+
+            async def up() -> bool:
+                try:
+                    return (await c.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(up, timeout=20)
+            created = await c.post("/api/v1/items", json={"name": "via cli", "price": "2"})
+            assert created.status_code == 201
+            await eventually(
+                lambda: c.get(created.headers["location"]), lambda r: r.status_code == 200
+            )
+    finally:
+        for process in (serve, projector):
+            process.send_signal(signal.SIGTERM)
+        for process in (serve, projector):
+            assert process.wait(15) == 0, process.stderr.read().decode() if process.stderr else ""
+
+
+def test_every_subcommand_has_help() -> None:
+    for sub in ("serve", "projector", "migrate"):
+        out = subprocess.run([ITEMS, sub, "--help"], capture_output=True, text=True, check=True)
+        assert "usage: items " + sub in out.stdout
