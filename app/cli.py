@@ -36,10 +36,11 @@ def _servers(settings: Settings) -> Settings:
     from app.infrastructure.embedded import ensure_servers
 
     ensure_servers(settings.data_dir)
-    print(
-        f"embedded servers (data in {Path(settings.data_dir).resolve()}):\n"
-        f"  DATABASE_URL={os.environ['DATABASE_URL']}\n  REDIS_URL={os.environ['REDIS_URL']}",
-        file=sys.stderr,
+    logging.getLogger("items").info(
+        "embedded servers, data in %s: DATABASE_URL=%s REDIS_URL=%s",
+        Path(settings.data_dir).resolve(),
+        os.environ["DATABASE_URL"],
+        os.environ["REDIS_URL"],
     )
     return Settings()
 

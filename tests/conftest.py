@@ -92,7 +92,7 @@ def settings(database_url: str, redis_url: str, prefix: str) -> Settings:
         redis_prefix=prefix,
         secret_key="test-secret-key-0123456789",
         projector_poll_interval=0.2,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 
@@ -109,7 +109,7 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 async def redis(redis_url: str, prefix: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     yield client
-    async for key in client.scan_iter(match="{%s:*" % prefix, count=1000):
+    async for key in client.scan_iter(match=f"{{{prefix}:*", count=1000):
         await client.unlink(key)
     await client.aclose()
 

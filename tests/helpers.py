@@ -14,16 +14,16 @@ T = TypeVar("T")
 async def eventually(
     probe: Callable[[], Awaitable[T]],
     check: Callable[[T], bool] = bool,
-    timeout: float = 5.0,
+    within: float = 5.0,
 ) -> T:
     """Poll `probe` until `check` accepts its result; fail with the last result."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = await probe()
         if check(result):
             return result
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last: {result!r}")
+            raise AssertionError(f"condition not met within {within}s; last: {result!r}")
         await asyncio.sleep(0.02)
 
 

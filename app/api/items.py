@@ -23,7 +23,9 @@ SortParam = Annotated[
         description="created_at, updated_at, name or price; prefix '-' for descending.",
     ),
 ]
-TagParam = Annotated[str | None, Query(pattern=r"^[a-z0-9-]{1,50}$", description="Only items with this tag.")]
+TagParam = Annotated[
+    str | None, Query(pattern=r"^[a-z0-9-]{1,50}$", description="Only items with this tag.")
+]
 
 _problems: dict[int | str, dict[str, Any]] = {
     code: {"model": ProblemOut, "content": {"application/problem+json": {}}}

@@ -100,8 +100,10 @@ async def on_redis_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_database_error(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(
-        exc, OperationalError | InterfaceError
+    if (
+        isinstance(exc, DBAPIError)
+        and not exc.connection_invalidated
+        and not isinstance(exc, OperationalError | InterfaceError)
     ):
         return await on_unexpected(request, exc)
     log.warning("PostgreSQL unavailable: %s", exc)
@@ -110,7 +112,8 @@ async def on_database_error(request: Request, exc: Exception) -> Response:
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return problem(exc.status_code, str(exc.detail), headers=headers)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:

@@ -6,7 +6,15 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainValidator,
+    WithJsonSchema,
+)
 
 from app.domain import values
 
@@ -47,7 +55,7 @@ Tags = Annotated[
     ),
 ]
 
-_CREATE_EXAMPLE = {
+_CREATE_EXAMPLE: dict[str, JsonValue] = {
     "name": "Desk lamp",
     "description": "Warm light, 40 cm arm",
     "price": "24.90",

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from app.domain import values
+from app.domain.errors import InvalidValue
 from app.domain.events import Event, ItemCreated, ItemDeleted, ItemUpdated
 
 UPDATABLE_FIELDS = ("name", "description", "price", "tags")
@@ -72,7 +73,7 @@ class Item:
         """
         unknown = set(changes) - set(UPDATABLE_FIELDS)
         if unknown:
-            raise values.InvalidValue(sorted(unknown)[0], "field cannot be updated")
+            raise InvalidValue(sorted(unknown)[0], "field cannot be updated")
         normalized = {name: _normalize(name, raw) for name, raw in changes.items()}
         changed = {k: v for k, v in normalized.items() if getattr(self, k) != v}
         if not changed:

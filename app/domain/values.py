@@ -17,7 +17,7 @@ TAGS_MAX = 20
 PRICE_LIMIT = Decimal("1000000000")
 CENTS = Decimal("0.01")
 
-_TAG = re.compile(r"[a-z0-9-]{1,%d}" % TAG_MAX)
+_TAG = re.compile(rf"[a-z0-9-]{{1,{TAG_MAX}}}")
 # Plain decimal notation only: no exponent, no sign other than an optional leading
 # minus (rejected later with a clearer message), no spaces, no "nan"/"inf".
 _PLAIN_DECIMAL = re.compile(r"-?(\d+(\.\d*)?|\.\d+)")
@@ -42,7 +42,9 @@ def normalize_description(value: str | None) -> str | None:
     if value is None:
         return None
     if len(value) > DESCRIPTION_MAX:
-        raise InvalidValue("description", f"description must be at most {DESCRIPTION_MAX} characters")
+        raise InvalidValue(
+            "description", f"description must be at most {DESCRIPTION_MAX} characters"
+        )
     # Line breaks and tabs are text; NUL and other control characters are not.
     if _has_control_chars(value, allowed="\t\n\r"):
         raise InvalidValue("description", "description must not contain control characters")
@@ -63,7 +65,9 @@ def parse_price(value: str | int | float | Decimal) -> Decimal:
     else:
         text = str(value)
     if not _PLAIN_DECIMAL.fullmatch(text):
-        raise InvalidValue("price", "price must be a plain decimal like 9.99 (no exponent or spaces)")
+        raise InvalidValue(
+            "price", "price must be a plain decimal like 9.99 (no exponent or spaces)"
+        )
     try:
         price = Decimal(text)
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only valid text

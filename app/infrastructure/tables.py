@@ -1,6 +1,8 @@
 """The PostgreSQL schema as SQLAlchemy Core tables. Migrations create it; this module
 only describes it for the repositories (and for the test that compares the two)."""
 
+from typing import Any
+
 from sqlalchemy import (
     ARRAY,
     TIMESTAMP,
@@ -33,7 +35,7 @@ metadata = MetaData(
 class XID8(UserDefinedType[int]):
     cache_ok = True
 
-    def get_col_spec(self) -> str:
+    def get_col_spec(self, **kw: Any) -> str:
         return "xid8"
 
 

@@ -95,9 +95,7 @@ class ReadModel:
             checkpoint = cp if checkpoint is None else min(checkpoint, cp)
             total += int(reply[2])
             pairs = reply[3:]
-            entries += [
-                (pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2) if pairs[i + 1]
-            ]
+            entries += [(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2) if pairs[i + 1]]
         if self.layout.partitions > 1:
             entries.sort(key=lambda e: e[0], reverse=descending)
             entries = entries[:count]

@@ -62,7 +62,8 @@ def _expected(items: list[dict[str, Any]], sort: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "sort", ["created_at", "-created_at", "updated_at", "-updated_at", "name", "-name", "price", "-price"]
+    "sort",
+    ["created_at", "-created_at", "updated_at", "-updated_at", "name", "-name", "price", "-price"],
 )
 async def test_every_sort_pages_through_all_items_in_order(
     client: httpx.AsyncClient, sort: str

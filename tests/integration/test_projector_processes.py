@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from app.api.app import create_app
 from app.commands.commands import CreateItem
 from app.infrastructure.bootstrap import Container
+from app.infrastructure.projector import Projector
 from app.infrastructure.settings import Settings
 from tests.helpers import create, eventually
 
@@ -37,10 +38,12 @@ async def test_only_one_projector_applies_and_another_takes_over(
 
         item_id = uuid.uuid4()
         await container.bus.handle(CreateItem(item_id=item_id, name="a", price="1"))
-        await eventually(lambda: container.read_model.get(str(item_id)), lambda r: r.data is not None)
+        await eventually(
+            lambda: container.read_model.get(str(item_id)), lambda r: r.data is not None
+        )
 
         leader.stop()  # its connection closes, and with it the advisory lock
-        await eventually(lambda: _is_leader(standby), timeout=5)
+        await eventually(lambda: _is_leader(standby), within=5)
         later = uuid.uuid4()
         await container.bus.handle(CreateItem(item_id=later, name="b", price="1"))
         await eventually(lambda: container.read_model.get(str(later)), lambda r: r.data is not None)
@@ -50,12 +53,12 @@ async def test_only_one_projector_applies_and_another_takes_over(
         await asyncio.wait(tasks, timeout=10)
 
 
-async def _leaders(*projectors: object) -> int:
-    return sum(bool(getattr(p, "is_leader")) for p in projectors)
+async def _leaders(*projectors: Projector) -> int:
+    return sum(bool(p.is_leader) for p in projectors)
 
 
-async def _is_leader(projector: object) -> bool:
-    return bool(getattr(projector, "is_leader"))
+async def _is_leader(projector: Projector) -> bool:
+    return bool(projector.is_leader)
 
 
 async def test_reads_are_served_while_postgresql_is_unreachable(
@@ -78,14 +81,16 @@ async def test_reads_are_served_while_postgresql_is_unreachable(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             got = await c.get(f"/api/v1/items/{item['id']}")
-            assert got.status_code == 200 and got.json() == item
+            assert got.status_code == 200
+            assert got.json() == item
             assert (await c.get("/api/v1/items")).json()["total"] == 1
             write = await c.post("/api/v1/items", json={"name": "x", "price": "1"})
             assert write.status_code == 503
             assert write.headers["content-type"] == "application/problem+json"
             assert write.headers["retry-after"]
             ready = await c.get("/readyz")
-            assert ready.status_code == 503 and "postgres" in ready.json()["detail"]
+            assert ready.status_code == 503
+            assert "postgres" in ready.json()["detail"]
 
 
 def _free_port() -> int:
@@ -99,7 +104,8 @@ async def test_console_script_serves_and_projects_in_separate_processes(
     settings: Settings, redis: Redis, db: object
 ) -> None:
     port = _free_port()
-    assert settings.database_url and settings.redis_url
+    assert settings.database_url
+    assert settings.redis_url
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url.replace("+asyncpg", ""),  # plain URL accepted
@@ -110,8 +116,9 @@ async def test_console_script_serves_and_projects_in_separate_processes(
         "PROJECTOR_IN_PROCESS": "false",
         "PROJECTOR_POLL_INTERVAL": "0.2",
     }
-    serve = subprocess.Popen([ITEMS, "serve"], env=env, stderr=subprocess.PIPE)
-    projector = subprocess.Popen([ITEMS, "projector"], env=env, stderr=subprocess.PIPE)
+    # Long-running servers: Popen returns at once, nothing here blocks the loop.
+    serve = subprocess.Popen([ITEMS, "serve"], env=env, stderr=subprocess.PIPE)  # noqa: ASYNC220
+    projector = subprocess.Popen([ITEMS, "projector"], env=env, stderr=subprocess.PIPE)  # noqa: ASYNC220
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
 
@@ -121,7 +128,7 @@ async def test_console_script_serves_and_projects_in_separate_processes(
                 except httpx.TransportError:
                     return False
 
-            await eventually(up, timeout=20)
+            await eventually(up, within=20)
             created = await c.post("/api/v1/items", json={"name": "via cli", "price": "2"})
             assert created.status_code == 201
             await eventually(
