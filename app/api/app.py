@@ -15,6 +15,7 @@ from app.infrastructure import bootstrap
 from app.infrastructure.settings import Settings
 
 log = logging.getLogger("items.api")
+PURGE_EVERY = 600.0  # seconds
 
 DESCRIPTION = """
 Items, with separate write and read models (CQRS).
@@ -34,9 +35,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.container = container
         projector = container.projector() if settings.projector_in_process else None
         task = asyncio.create_task(projector.run(), name="projector") if projector else None
+        watcher = asyncio.create_task(container.watcher.run(), name="checkpoint-watcher")
+        stopping = asyncio.Event()
+        purge = asyncio.create_task(_purge_keys(container, stopping), name="purge-keys")
         try:
             yield
         finally:
+            stopping.set()
+            container.watcher.stop()
+            # The flags end both loops even if a library swallows the cancellation;
+            # cancelling just saves waiting out their current read.
+            watcher.cancel()
+            purge.cancel()
+            await asyncio.wait([watcher, purge], timeout=5)
             if projector is not None and task is not None:
                 projector.stop()
                 done, _ = await asyncio.wait([task], timeout=10)
@@ -59,3 +70,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost, so the router only ever sees canonical paths.
     app.add_middleware(StripTrailingSlash)
     return app
+
+
+async def _purge_keys(container: bootstrap.Container, stopping: asyncio.Event) -> None:
+    """Expired Idempotency-Key records go in small batches, every few minutes."""
+    while not stopping.is_set():
+        try:
+            removed = await container.purge_idempotency_keys()
+            if removed:
+                log.info("purged %d expired idempotency keys", removed)
+        except Exception as exc:
+            log.warning("purging idempotency keys failed: %s", exc)
+        await asyncio.wait([asyncio.ensure_future(stopping.wait())], timeout=PURGE_EVERY)

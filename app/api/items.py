@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from app.api.deps import ContainerDep
+from app.api.preconditions import idempotent_request, none_match, parse_if_match
 from app.api.schemas import ItemCreate, ItemOut, ItemPageOut, ItemPatch, ProblemOut
 from app.commands.bus import CommandResult
-from app.commands.commands import CreateItem, DeleteItem, UpdateItem
+from app.commands.commands import Command, CreateItem, DeleteItem, UpdateItem
+from app.commands.idempotency import StoredResponse
+from app.infrastructure.bootstrap import Container
 from app.infrastructure.views import item_view, render
-from app.queries.handlers import GetItem, ListItems
+from app.queries.handlers import GetItem, ListItems, ReadAnswer, item_etag
 
 JSON = "application/json"
+POSITION_HEADER = "X-Projection-Position"
 SortParam = Annotated[
     str,
     Query(
@@ -26,39 +31,99 @@ SortParam = Annotated[
 TagParam = Annotated[
     str | None, Query(pattern=r"^[a-z0-9-]{1,50}$", description="Only items with this tag.")
 ]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Makes a retry safe: the same key and request get the first answer again.",
+    ),
+]
+IfMatch = Annotated[
+    str | None, Header(alias="If-Match", description="Apply only at this version (ETag).")
+]
+IfNoneMatch = Annotated[
+    str | None, Header(alias="If-None-Match", description="304 when the ETag still matches.")
+]
+Token = Annotated[
+    str | None,
+    Header(
+        alias="Consistency-Token",
+        description="From a write's answer: wait until the read model includes that write.",
+    ),
+]
 
 _problems: dict[int | str, dict[str, Any]] = {
     code: {"model": ProblemOut, "content": {"application/problem+json": {}}}
-    for code in (400, 404, 413, 422, 503)
+    for code in (400, 404, 409, 412, 413, 422, 503)
 }
 
 router = APIRouter(prefix="/api/v1/items", tags=["items"])
 
 
-def _item_response(result: CommandResult, status: int) -> Response:
-    return Response(render(item_view(result.item)), status_code=status, media_type=JSON)
+def _write_answer(c: Container, status: int) -> Callable[[CommandResult], StoredResponse]:
+    def respond(result: CommandResult) -> StoredResponse:
+        headers = {"ETag": item_etag(result.item.version)}
+        if result.position is not None:
+            headers["Consistency-Token"] = c.tokens.issue(result.position)
+        if status == 204:
+            return StoredResponse(204, headers, b"")
+        if status == 201:
+            headers["Location"] = f"/api/v1/items/{result.item.id}"
+        headers["Content-Type"] = JSON
+        return StoredResponse(status, headers, render(item_view(result.item)))
+
+    return respond
+
+
+async def _write(
+    c: Container, request: Request, cmd: Command, status: int, key: str | None
+) -> Response:
+    respond = _write_answer(c, status)
+    idempotent = idempotent_request(
+        key,
+        request.method,
+        request.url.path,
+        await request.body(),
+        request.headers.get("if-match"),
+    )
+    if idempotent is None:
+        answer = respond(await c.bus.handle(cmd))
+    else:
+        answer = await c.bus.handle_idempotent(cmd, idempotent, respond)
+    return Response(answer.body, status_code=answer.status, headers=answer.headers)
+
+
+def _read_answer(answer: ReadAnswer, if_none_match: str | None) -> Response:
+    headers = {"ETag": answer.etag, POSITION_HEADER: str(answer.checkpoint)}
+    if none_match(if_none_match, answer.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(answer.body, media_type=JSON, headers=headers)
+
+
+def _min_position(c: Container, token: str | None) -> int | None:
+    return None if token is None else c.tokens.position(token)
 
 
 @router.post("", status_code=201, response_model=ItemOut, responses=_problems)
-async def create_item(body: ItemCreate, c: ContainerDep) -> Response:
-    result = await c.bus.handle(
-        CreateItem(
-            item_id=uuid4(),
-            name=body.name,
-            description=body.description,
-            price=body.price,
-            tags=tuple(body.tags),
-        )
+async def create_item(
+    body: ItemCreate, request: Request, c: ContainerDep, key: IdempotencyKey = None
+) -> Response:
+    cmd = CreateItem(
+        item_id=uuid4(),
+        name=body.name,
+        description=body.description,
+        price=body.price,
+        tags=tuple(body.tags),
     )
-    response = _item_response(result, 201)
-    response.headers["Location"] = f"/api/v1/items/{result.item.id}"
-    return response
+    return await _write(c, request, cmd, 201, key)
 
 
 @router.get("/{item_id}", response_model=ItemOut, responses=_problems)
-async def get_item(item_id: UUID, c: ContainerDep) -> Response:
-    answer = await c.queries.get_item(GetItem(item_id))
-    return Response(answer.body, media_type=JSON)
+async def get_item(
+    item_id: UUID, c: ContainerDep, if_none_match: IfNoneMatch = None, token: Token = None
+) -> Response:
+    answer = await c.queries.get_item(GetItem(item_id, _min_position(c, token)))
+    return _read_answer(answer, if_none_match)
 
 
 @router.get("", response_model=ItemPageOut, responses=_problems)
@@ -68,18 +133,37 @@ async def list_items(
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
     sort: SortParam = "-created_at",
     tag: TagParam = None,
+    if_none_match: IfNoneMatch = None,
+    token: Token = None,
 ) -> Response:
-    answer = await c.queries.list_items(ListItems(limit=limit, sort=sort, tag=tag, cursor=cursor))
-    return Response(answer.body, media_type=JSON)
+    query = ListItems(
+        limit=limit, sort=sort, tag=tag, cursor=cursor, min_position=_min_position(c, token)
+    )
+    return _read_answer(await c.queries.list_items(query), if_none_match)
 
 
 @router.patch("/{item_id}", response_model=ItemOut, responses=_problems)
-async def update_item(item_id: UUID, body: ItemPatch, c: ContainerDep) -> Response:
-    result = await c.bus.handle(UpdateItem(item_id=item_id, changes=body.changes()))
-    return _item_response(result, 200)
+async def update_item(
+    item_id: UUID,
+    body: ItemPatch,
+    request: Request,
+    c: ContainerDep,
+    key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> Response:
+    cmd = UpdateItem(
+        item_id=item_id, changes=body.changes(), expected_versions=parse_if_match(if_match)
+    )
+    return await _write(c, request, cmd, 200, key)
 
 
 @router.delete("/{item_id}", status_code=204, responses=_problems)
-async def delete_item(item_id: UUID, c: ContainerDep) -> Response:
-    await c.bus.handle(DeleteItem(item_id=item_id))
-    return Response(status_code=204)
+async def delete_item(
+    item_id: UUID,
+    request: Request,
+    c: ContainerDep,
+    key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+) -> Response:
+    cmd = DeleteItem(item_id=item_id, expected_versions=parse_if_match(if_match))
+    return await _write(c, request, cmd, 204, key)

@@ -15,8 +15,15 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from app.domain.errors import InvalidValue, ItemNotFound
-from app.queries.errors import InvalidCursor, ReadModelUnavailable
+from app.api.preconditions import InvalidIdempotencyKey
+from app.commands.idempotency import KeyReused, RequestInFlight
+from app.domain.errors import InvalidValue, ItemNotFound, VersionMismatch
+from app.queries.errors import (
+    ConsistencyTimeout,
+    InvalidCursor,
+    InvalidToken,
+    ReadModelUnavailable,
+)
 
 log = logging.getLogger("items.api")
 
@@ -94,6 +101,44 @@ async def on_read_model_unavailable(request: Request, exc: Exception) -> Respons
     )
 
 
+async def on_version_mismatch(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, VersionMismatch)
+    return problem(
+        412,
+        f"If-Match does not name the current version ({exc.current_version}); nothing changed",
+        slug="precondition-failed",
+        headers={"ETag": f'"{exc.current_version}"'},
+    )
+
+
+async def on_in_flight(request: Request, exc: Exception) -> Response:
+    return problem(
+        409,
+        "a request with this Idempotency-Key is still in flight; retry after it completes",
+        slug="idempotency-key-in-flight",
+        headers={"Retry-After": RETRY_AFTER},
+    )
+
+
+async def on_key_reused(request: Request, exc: Exception) -> Response:
+    return problem(
+        422,
+        "this Idempotency-Key was used for a different request",
+        slug="idempotency-key-reused",
+    )
+
+
+async def on_bad_request(request: Request, exc: Exception) -> Response:
+    return problem(400, str(exc), slug="bad-request-header")
+
+
+async def on_consistency_timeout(request: Request, exc: Exception) -> Response:
+    return unavailable(
+        "the read model has not reached the requested position yet; retry shortly",
+        "consistency-timeout",
+    )
+
+
 async def on_redis_error(request: Request, exc: Exception) -> Response:
     log.warning("Redis unavailable: %s", exc)
     return unavailable("the read model (Redis) is unreachable", "read-model-unreachable")
@@ -127,6 +172,12 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ItemNotFound, on_not_found)
     app.add_exception_handler(InvalidCursor, on_invalid_cursor)
     app.add_exception_handler(ReadModelUnavailable, on_read_model_unavailable)
+    app.add_exception_handler(VersionMismatch, on_version_mismatch)
+    app.add_exception_handler(RequestInFlight, on_in_flight)
+    app.add_exception_handler(KeyReused, on_key_reused)
+    app.add_exception_handler(InvalidToken, on_bad_request)
+    app.add_exception_handler(InvalidIdempotencyKey, on_bad_request)
+    app.add_exception_handler(ConsistencyTimeout, on_consistency_timeout)
     app.add_exception_handler(redis.exceptions.ConnectionError, on_redis_error)
     app.add_exception_handler(redis.exceptions.TimeoutError, on_redis_error)
     app.add_exception_handler(DBAPIError, on_database_error)

@@ -8,6 +8,12 @@ from typing import Any
 
 from app.commands import handlers
 from app.commands.commands import Command, CreateItem, DeleteItem, UpdateItem
+from app.commands.idempotency import (
+    IdempotentRequest,
+    KeyReused,
+    RequestInFlight,
+    StoredResponse,
+)
 from app.commands.unit_of_work import UnitOfWork
 from app.domain.model import Item
 
@@ -43,11 +49,37 @@ class CommandBus:
         self._clock = clock
 
     async def handle(self, cmd: Command) -> CommandResult:
-        handler = HANDLERS[type(cmd)]
         async with self._uow_factory() as uow:
-            item = await handler(cmd, uow, self._clock())
-            changed = bool(item.events)
-            position = await uow.commit()
-            if position is None:
-                position = await uow.items.last_position(item.id)
+            result = await self._run(cmd, uow)
+            await uow.commit()
+        return result
+
+    async def handle_idempotent(
+        self,
+        cmd: Command,
+        request: IdempotentRequest,
+        respond: Callable[[CommandResult], StoredResponse],
+    ) -> StoredResponse:
+        """Run a command at most once per key; a retry gets the first answer again."""
+        async with self._uow_factory() as uow:
+            if not await uow.idempotency.lock(request.key):
+                raise RequestInFlight()
+            stored = await uow.idempotency.get(request.key)
+            if stored is not None:
+                fingerprint, response = stored
+                if fingerprint != request.fingerprint:
+                    raise KeyReused()
+                return response
+            response = respond(await self._run(cmd, uow))
+            await uow.idempotency.save(request.key, request.fingerprint, response)
+            await uow.commit()
+        return response
+
+    async def _run(self, cmd: Command, uow: UnitOfWork) -> CommandResult:
+        handler = HANDLERS[type(cmd)]
+        item = await handler(cmd, uow, self._clock())
+        changed = bool(item.events)
+        position = await uow.flush()
+        if position is None:
+            position = await uow.items.last_position(item.id)
         return CommandResult(item=item, position=position, changed=changed)

@@ -6,6 +6,7 @@ import abc
 from types import TracebackType
 from uuid import UUID
 
+from app.commands.idempotency import IdempotencyStore
 from app.domain.events import Event
 from app.domain.model import Item
 
@@ -44,10 +45,12 @@ class ItemRepository(abc.ABC):
 
 
 class UnitOfWork(abc.ABC):
-    """One transaction: the item rows and the events they raised commit together or
-    not at all. Created per command; never shared between concurrent tasks."""
+    """One transaction: the item rows, the events they raised (and an idempotency
+    record) commit together or not at all. Created per command; never shared between
+    concurrent tasks."""
 
     items: ItemRepository
+    idempotency: IdempotencyStore
 
     async def __aenter__(self) -> UnitOfWork:
         return self
@@ -60,17 +63,26 @@ class UnitOfWork(abc.ABC):
     ) -> None:
         await self.rollback()
 
-    async def commit(self) -> int | None:
-        """Store the raised events with the rows, commit once, and return the position
-        of the last event written (None when nothing was raised)."""
+    async def flush(self) -> int | None:
+        """Append the events raised so far to the outbox (in this transaction) and
+        return the position of the last one (None when nothing was raised)."""
         events = [event for item in self.items.seen.values() for event in item.events]
-        position = await self._commit(events)
+        if not events:
+            return None
+        position = await self._append(events)
         for item in self.items.seen.values():
             item.events.clear()
         return position
 
+    async def commit(self) -> None:
+        await self.flush()
+        await self._commit()
+
     @abc.abstractmethod
-    async def _commit(self, events: list[Event]) -> int | None: ...
+    async def _append(self, events: list[Event]) -> int: ...
+
+    @abc.abstractmethod
+    async def _commit(self) -> None: ...
 
     @abc.abstractmethod
     async def rollback(self) -> None: ...

@@ -24,3 +24,12 @@ class ItemNotFound(DomainError):
     def __init__(self, item_id: UUID) -> None:
         super().__init__(f"item {item_id} does not exist")
         self.item_id = item_id
+
+
+class VersionMismatch(DomainError):
+    """A precondition named versions of the item that are not its current one."""
+
+    def __init__(self, item_id: UUID, current_version: int) -> None:
+        super().__init__(f"item {item_id} is at version {current_version}")
+        self.item_id = item_id
+        self.current_version = current_version

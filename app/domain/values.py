@@ -20,7 +20,7 @@ CENTS = Decimal("0.01")
 _TAG = re.compile(rf"[a-z0-9-]{{1,{TAG_MAX}}}")
 # Plain decimal notation only: no exponent, no sign other than an optional leading
 # minus (rejected later with a clearer message), no spaces, no "nan"/"inf".
-_PLAIN_DECIMAL = re.compile(r"-?(\d+(\.\d*)?|\.\d+)")
+_PLAIN_DECIMAL = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 
 
 def _has_control_chars(text: str, allowed: str = "") -> bool:
@@ -78,7 +78,8 @@ def parse_price(value: str | int | float | Decimal) -> Decimal:
         raise InvalidValue("price", "price must be below 1000000000")
     if price != price.quantize(CENTS):
         raise InvalidValue("price", "price must have at most 2 decimal places")
-    return price.quantize(CENTS)
+    # "-0" is zero: without copy_abs it would be stored and shown as "-0.00".
+    return price.quantize(CENTS).copy_abs()
 
 
 def normalize_tags(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:

@@ -20,11 +20,13 @@ from app.commands.bus import CommandBus
 from app.infrastructure.projection_store import ProjectionStore
 from app.infrastructure.projector import Projector
 from app.infrastructure.redis_keys import KeyLayout
+from app.infrastructure.repositories import SqlIdempotencyStore
 from app.infrastructure.settings import Settings, asyncpg_dsn
 from app.infrastructure.unit_of_work import SqlUnitOfWork
 from app.queries.cursor import CursorCodec
 from app.queries.handlers import QueryHandlers
-from app.queries.read_model import ReadModel
+from app.queries.read_model import CheckpointWatcher, ReadModel
+from app.queries.tokens import TokenCodec
 
 
 @dataclass
@@ -37,6 +39,9 @@ class Container:
     queries: QueryHandlers
     read_model: ReadModel
     projection_store: ProjectionStore
+    watcher: CheckpointWatcher
+    tokens: TokenCodec
+    session_factory: async_sessionmaker[AsyncSession]
 
     def projector(self) -> Projector:
         database_url, _ = self.settings.require_urls()
@@ -46,6 +51,16 @@ class Container:
             batch_size=self.settings.projector_batch_size,
             poll_interval=self.settings.projector_poll_interval,
         )
+
+    async def purge_idempotency_keys(self) -> int:
+        """Delete expired Idempotency-Key records, a small batch per transaction."""
+        removed = 0
+        while True:
+            async with self.session_factory() as session, session.begin():
+                batch = await SqlIdempotencyStore(session).purge_expired()
+            removed += batch
+            if batch == 0:
+                return removed
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -84,13 +99,22 @@ def build(settings: Settings) -> Container:
     redis = make_redis(settings)
     layout = KeyLayout(settings.redis_prefix, settings.projection_partitions)
     read_model = ReadModel(redis, layout)
+    watcher = CheckpointWatcher(redis, layout.checkpoint_channel)
     return Container(
         settings=settings,
         engine=engine,
         redis=redis,
         layout=layout,
         bus=CommandBus(lambda: SqlUnitOfWork(session_factory)),
-        queries=QueryHandlers(read_model, CursorCodec(settings.secret_key)),
+        queries=QueryHandlers(
+            read_model,
+            CursorCodec(settings.secret_key),
+            watcher,
+            settings.consistency_wait_ms / 1000,
+        ),
         read_model=read_model,
         projection_store=ProjectionStore(redis, layout),
+        watcher=watcher,
+        tokens=TokenCodec(settings.secret_key),
+        session_factory=session_factory,
     )

@@ -18,8 +18,8 @@ from app.infrastructure.redis_keys import KeyLayout, view_suffix
 
 # KEYS[1] checkpoint key of the target generation, KEYS[2] the pointer that must name
 # that generation (`gen` for the live one, `building` while restoring).
-# ARGV: base, generation, expected checkpoint, new checkpoint, channel, op count, then
-# per op: id, from, to, view ('' = deleted), n removes, (suffix, member)..., n adds, ...
+# ARGV: base, generation, expected checkpoint, new checkpoint, channel, message, op count,
+# then per op: id, from, to, view ('' = deleted), n removes, (suffix, member)..., n adds, ...
 # Checks everything before it writes anything: a script that fails half-way keeps its
 # earlier writes, so the only error path is before the first write.
 APPLY = """
@@ -29,8 +29,8 @@ local cp = tonumber(redis.call('GET', KEYS[1]) or '0')
 if cp ~= tonumber(ARGV[3]) then return {-1, 'checkpoint', cp} end
 local verkey = base .. 'ver'
 local ops = {}
-local i = 7
-for k = 1, tonumber(ARGV[6]) do
+local i = 8
+for k = 1, tonumber(ARGV[7]) do
   local op = {id = ARGV[i], from = tonumber(ARGV[i + 1]), to = tonumber(ARGV[i + 2]),
               view = ARGV[i + 3], rem = i + 5, nrem = tonumber(ARGV[i + 4])}
   i = i + 5 + 2 * op.nrem
@@ -64,7 +64,7 @@ for _, op in ipairs(ops) do
   end
 end
 redis.call('SET', KEYS[1], ARGV[4])
-redis.call('PUBLISH', ARGV[5], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
 return {1, applied}
 """
 
@@ -135,6 +135,8 @@ class ProjectionStore:
         )
 
     async def load(self, target: Target, item_ids: list[str]) -> dict[str, ItemState]:
+        if not item_ids:
+            return {}  # HMGET/MGET with no keys is an error in Redis
         base = self.layout.base(target.partition, target.generation)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hmget(base + "ver", item_ids)
@@ -156,6 +158,7 @@ class ProjectionStore:
             expected,
             new,
             self.layout.checkpoint_channel,
+            f"{target.partition}:{new}",  # wakes readers waiting for a position
             len(ops),
         ]
         for op in ops:

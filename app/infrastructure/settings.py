@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     projector_batch_size: int = Field(default=500, ge=1, le=10_000)
     projector_poll_interval: float = Field(default=1.0, gt=0)
 
+    # How long a read with a Consistency-Token waits for the projection (then 503).
+    consistency_wait_ms: int = Field(default=2000, ge=0, le=60_000)
+
     # Signs list cursors so that a tampered one is rejected. Unset: a random key per
     # process, which is fine for one process but breaks cursors across restarts.
     secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32), min_length=16)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     Identity,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     Table,
@@ -67,4 +68,16 @@ events = Table(
     # transaction will fill from one an aborted transaction left for good.
     Column("tx_id", XID8, nullable=False, server_default=text("pg_current_xact_id()")),
     UniqueConstraint("item_id", "item_version"),
+)
+
+# Idempotency-Key records, written in the same transaction as the change they answer.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("fingerprint", Text, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("headers", JSONB, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", TIMESTAMP(timezone=True), nullable=False, index=True),
 )

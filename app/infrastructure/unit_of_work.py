@@ -6,7 +6,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.commands.unit_of_work import UnitOfWork
 from app.domain.events import Event
-from app.infrastructure.repositories import SqlEventStore, SqlItemRepository
+from app.infrastructure.repositories import (
+    SqlEventStore,
+    SqlIdempotencyStore,
+    SqlItemRepository,
+)
 
 
 class SqlUnitOfWork(UnitOfWork):
@@ -17,6 +21,7 @@ class SqlUnitOfWork(UnitOfWork):
         self._session = self._session_factory()
         self.items = SqlItemRepository(self._session)
         self._events = SqlEventStore(self._session)
+        self.idempotency = SqlIdempotencyStore(self._session)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -25,10 +30,11 @@ class SqlUnitOfWork(UnitOfWork):
         finally:
             await self._session.close()
 
-    async def _commit(self, events: list[Event]) -> int | None:
-        position = await self._events.append(events)
+    async def _append(self, events: list[Event]) -> int:
+        return await self._events.append(events)
+
+    async def _commit(self) -> None:
         await self._session.commit()
-        return position
 
     async def rollback(self) -> None:
         await self._session.rollback()

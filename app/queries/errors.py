@@ -8,3 +8,12 @@ class ReadModelUnavailable(Exception):
 
 class InvalidCursor(Exception):
     """A list cursor that this service did not issue, or issued for another query."""
+
+
+class ConsistencyTimeout(Exception):
+    """The projection did not reach the position a client asked to read within the
+    bound. The answer is 503, never a stale view passed off as fresh."""
+
+
+class InvalidToken(Exception):
+    """A Consistency-Token that this service did not issue."""

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 from uuid import UUID
 
 import orjson
 
 from app.domain.errors import ItemNotFound
 from app.queries.cursor import CursorCodec
-from app.queries.read_model import ReadModel
+from app.queries.errors import ConsistencyTimeout
+from app.queries.read_model import CheckpointWatcher, ReadModel
+
+
+class _Checkpointed(Protocol):
+    @property
+    def checkpoint(self) -> int: ...
+
+
+R = TypeVar("R", bound=_Checkpointed)
 
 SORTS = ("created_at", "updated_at", "name", "price")
 DEFAULT_SORT = "-created_at"
@@ -18,6 +31,8 @@ DEFAULT_SORT = "-created_at"
 @dataclass(frozen=True)
 class GetItem:
     item_id: UUID
+    # Read-your-writes: answer only once the projection has applied this position.
+    min_position: int | None = None
 
 
 @dataclass(frozen=True)
@@ -26,24 +41,57 @@ class ListItems:
     sort: str = DEFAULT_SORT  # a field of SORTS, optionally prefixed with "-"
     tag: str | None = None
     cursor: str | None = None
+    min_position: int | None = None
 
 
 @dataclass(frozen=True)
 class ReadAnswer:
     body: bytes
     checkpoint: int  # the projection position this answer reflects
+    etag: str
+
+
+def item_etag(version: int) -> str:
+    """The item's ETag: its version, the same on the write and the read side."""
+    return f'"{version}"'
 
 
 class QueryHandlers:
-    def __init__(self, read_model: ReadModel, cursors: CursorCodec) -> None:
+    def __init__(
+        self,
+        read_model: ReadModel,
+        cursors: CursorCodec,
+        watcher: CheckpointWatcher,
+        wait_limit: float,
+    ) -> None:
         self._read_model = read_model
         self._cursors = cursors
+        self._watcher = watcher
+        self._wait_limit = wait_limit
+
+    async def _at_least(self, position: int | None, read: Callable[[], Awaitable[R]]) -> R:
+        """Read until the answer reflects `position`, waking on published checkpoints."""
+        result = await read()
+        if position is None:
+            return result
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_limit
+        while result.checkpoint < position:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ConsistencyTimeout()
+            # The cap only covers a missed message; normally a publish wakes us first.
+            await self._watcher.changed(min(remaining, 0.5))
+            result = await read()
+        return result
 
     async def get_item(self, query: GetItem) -> ReadAnswer:
-        read = await self._read_model.get(str(query.item_id))
+        read = await self._at_least(
+            query.min_position, lambda: self._read_model.get(str(query.item_id))
+        )
         if read.data is None:
             raise ItemNotFound(query.item_id)
-        return ReadAnswer(read.data, read.checkpoint)
+        return ReadAnswer(read.data, read.checkpoint, item_etag(read.version))
 
     async def list_items(self, query: ListItems) -> ReadAnswer:
         descending = query.sort.startswith("-")
@@ -54,12 +102,15 @@ class QueryHandlers:
         if query.cursor is not None:
             after = self._cursors.decode(query.cursor, sort=query.sort, tag=query.tag)
         # One entry more than the page tells whether another page follows.
-        found = await self._read_model.list(
-            sort_field=field,
-            descending=descending,
-            tag=query.tag,
-            after=after,
-            count=query.limit + 1,
+        found = await self._at_least(
+            query.min_position,
+            lambda: self._read_model.list(
+                sort_field=field,
+                descending=descending,
+                tag=query.tag,
+                after=after,
+                count=query.limit + 1,
+            ),
         )
         page = found.entries[: query.limit]
         next_cursor = None
@@ -77,4 +128,7 @@ class QueryHandlers:
                 b"}",
             )
         )
-        return ReadAnswer(body, found.checkpoint)
+        # The page's ETag is a digest of its bytes: it changes whenever an item on the
+        # page, the next cursor or the total does.
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        return ReadAnswer(body, found.checkpoint, etag)

@@ -7,18 +7,21 @@ a generation switch sees the old or the new generation, never a mix.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from app.infrastructure.redis_keys import KeyLayout, index_suffix, view_suffix
+from app.infrastructure.redis_keys import KeyLayout, index_suffix
 from app.queries.errors import ReadModelUnavailable
 
 GET_VIEW = """
 local g = redis.call('GET', KEYS[1])
 if not g then return {0} end
 local b = ARGV[1] .. g .. ':'
-return {1, redis.call('GET', b .. 'cp') or '0', redis.call('GET', b .. ARGV[2])}
+return {1, redis.call('GET', b .. 'cp') or '0', redis.call('GET', b .. 'v:' .. ARGV[2]),
+        redis.call('HGET', b .. 'ver', ARGV[2])}
 """
 
 LIST_VIEWS = """
@@ -45,6 +48,7 @@ return out
 class ViewRead:
     data: bytes | None
     checkpoint: int
+    version: int  # negative when deleted, 0 when never seen
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,12 @@ class ReadModel:
         p = self.layout.partition_of(item_id)
         reply = await self._get(
             keys=[self.layout.gen(p)],
-            args=[self.layout.tag(p) + ":", view_suffix(item_id)],
+            args=[self.layout.tag(p) + ":", item_id],
         )
         if reply[0] == 0:
             raise ReadModelUnavailable()
-        return ViewRead(data=reply[2], checkpoint=int(reply[1]))
+        version = int(reply[3]) if len(reply) > 3 and reply[3] is not None else 0
+        return ViewRead(data=reply[2], checkpoint=int(reply[1]), version=version)
 
     async def list(
         self, *, sort_field: str, descending: bool, tag: str | None, after: bytes | None, count: int
@@ -105,3 +110,45 @@ class ReadModel:
         """Every partition has a live generation."""
         keys = [self.layout.gen(p) for p in range(self.layout.partitions)]
         return all(v is not None for v in await self._redis.mget(keys))
+
+
+class CheckpointWatcher:
+    """Wakes readers waiting for a position when the projector publishes a new
+    checkpoint (Redis pub/sub), so read-your-writes waits are not busy polling."""
+
+    def __init__(self, redis: Redis, channel: str) -> None:
+        self._redis = redis
+        self._channel = channel
+        self._changed = asyncio.Event()
+        self._stopping = False
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    while not self._stopping:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=0.5
+                        )
+                        if message is not None:
+                            self._notify()
+            except Exception as exc:
+                logging.getLogger("items.read").warning("checkpoint watcher: %s", exc)
+                self._notify()  # waiters re-read (and find out Redis is down)
+                await asyncio.sleep(0.5)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def changed(self, within: float) -> None:
+        """Return on the next published checkpoint, or after `within` seconds."""
+        waiter = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait([waiter], timeout=within)
+        finally:
+            waiter.cancel()
