@@ -100,7 +100,7 @@ def settings(database_url: str, redis_url: str, prefix: str) -> Settings:
 async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A raw connection to the test database; the tables start empty."""
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
-    await conn.execute("TRUNCATE items, events, idempotency_keys RESTART IDENTITY")
+    await conn.execute("TRUNCATE items, events, idempotency_keys, dead_letters RESTART IDENTITY")
     yield conn
     await conn.close()
 

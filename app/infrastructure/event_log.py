@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -123,3 +124,78 @@ async def read_after(
 
 async def head(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM events"))
+
+
+class DeadLetterLog(Protocol):
+    async def held(self, item_ids: list[str]) -> set[str]: ...
+
+    async def record(self, dead: list[tuple[StoredEvent, str]]) -> None: ...
+
+
+class PgDeadLetters:
+    """The projector's dead letters, on the connection that holds its lock."""
+
+    def __init__(self, connection: Callable[[], asyncpg.Connection | None]) -> None:
+        self._connection = connection
+
+    def _conn(self) -> asyncpg.Connection:
+        conn = self._connection()
+        assert conn is not None, "the projector is not connected"
+        return conn
+
+    async def held(self, item_ids: list[str]) -> set[str]:
+        return await held_items(self._conn(), item_ids) if item_ids else set()
+
+    async def record(self, dead: list[tuple[StoredEvent, str]]) -> None:
+        await record_dead_letters(self._conn(), dead)
+
+
+async def held_items(conn: asyncpg.Connection, item_ids: list[str]) -> set[str]:
+    """Items with unresolved dead letters: their later events must wait behind them."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT item_id FROM dead_letters WHERE item_id = ANY($1::uuid[])", item_ids
+    )
+    return {str(r["item_id"]) for r in rows}
+
+
+async def record_dead_letters(
+    conn: asyncpg.Connection, dead: list[tuple[StoredEvent, str]]
+) -> None:
+    await conn.executemany(
+        "INSERT INTO dead_letters (position, item_id, event_type, error)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (position) DO NOTHING",
+        [(e.position, e.item_id, e.type, error) for e, error in dead],
+    )
+
+
+async def dead_letters(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT position, item_id, event_type, error, failed_at FROM dead_letters"
+            " ORDER BY position"
+        )
+    )
+
+
+async def events_at(conn: asyncpg.Connection, positions: list[int]) -> list[StoredEvent]:
+    rows = await conn.fetch(
+        "SELECT position, event_id, item_id, item_version, type, payload::text AS payload,"
+        " occurred_at FROM events WHERE position = ANY($1::bigint[]) ORDER BY position",
+        positions,
+    )
+    return [
+        StoredEvent(
+            position=r["position"],
+            event_id=r["event_id"],
+            item_id=r["item_id"],
+            version=r["item_version"],
+            type=r["type"],
+            payload=r["payload"],
+            occurred_at=r["occurred_at"],
+        )
+        for r in rows
+    ]
+
+
+async def resolve_dead_letters(conn: asyncpg.Connection, positions: list[int]) -> None:
+    await conn.execute("DELETE FROM dead_letters WHERE position = ANY($1::bigint[])", positions)

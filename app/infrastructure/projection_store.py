@@ -94,6 +94,7 @@ class Target:
     partition: int
     generation: str
     building: bool  # True while the generation is being restored, not yet live
+    rebuild: bool = False  # True for a generation `items rebuild` fills beside the live one
 
 
 class ProjectionStore:
@@ -105,6 +106,8 @@ class ProjectionStore:
 
     def _pointer(self, target: Target) -> str:
         p = target.partition
+        if target.rebuild:
+            return self.layout.rebuild(p)
         return self.layout.building(p) if target.building else self.layout.gen(p)
 
     async def resolve(self, partition: int) -> tuple[Target, int]:

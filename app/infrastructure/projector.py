@@ -19,7 +19,7 @@ import asyncpg
 
 from app.infrastructure import event_log
 from app.infrastructure.event_log import GapGuard, StoredEvent
-from app.infrastructure.projection import diff, fold
+from app.infrastructure.projection import ItemState, ProjectionError, apply_event, diff
 from app.infrastructure.projection_store import BaseMoved, Fenced, ProjectionStore, Target
 
 log = logging.getLogger("items.projector")
@@ -28,6 +28,7 @@ LOCK_KEY = 0x17E45  # advisory lock id: one active projector per database
 CHANNEL = "item_events"  # NOTIFY channel, fired by a trigger on the events table
 MAX_BACKOFF = 5.0
 HOLE_WAIT = 0.02
+MAX_ATTEMPTS = 3  # tries of an event that fails to apply before it becomes a dead letter
 
 
 class Projector:
@@ -49,6 +50,8 @@ class Projector:
         self._checkpoints: dict[int, int] = {}
         self._guard = GapGuard()
         self._stopping = False
+        self._failures: dict[int, int] = {}
+        self.dead_letters: event_log.DeadLetterLog = event_log.PgDeadLetters(lambda: self._conn)
         self.is_leader = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -188,14 +191,21 @@ class Projector:
         by_item: dict[str, list[StoredEvent]] = defaultdict(list)
         for stored in batch:
             by_item[str(stored.item_id)].append(stored)
-        decoded = {item: [e.decode() for e in evs] for item, evs in by_item.items()}
+        held = await self.dead_letters.held(list(by_item))
         for attempt in range(3):
-            states = await self._store.load(target, list(decoded))
-            ops = []
-            for item_id, item_events in decoded.items():
-                op = diff(item_id, states[item_id], fold(states[item_id], item_events))
+            states = await self._store.load(target, list(by_item))
+            ops, dead = [], []
+            for item_id, item_events in by_item.items():
+                after, failed = self._fold(states[item_id], item_events, item_id in held)
+                dead += failed
+                op = diff(item_id, states[item_id], after)
                 if op is not None:
                     ops.append(op)
+            if dead:
+                # Durable before the checkpoint passes them: nothing is ever dropped.
+                await self.dead_letters.record(dead)
+                for stored, error in dead:
+                    log.error("dead letter at position %d: %s", stored.position, error)
             try:
                 await self._store.apply(target, self._checkpoints[target.partition], last, ops)
                 return
@@ -204,6 +214,27 @@ class Projector:
                 # version guard refused the batch whole; fold again from what is there.
                 if attempt == 2:
                     raise
+
+    def _fold(
+        self, state: ItemState, events: list[StoredEvent], held: bool
+    ) -> tuple[ItemState, list[tuple[StoredEvent, str]]]:
+        """Fold one item's events; an event that cannot be applied (after a few tries of
+        the whole batch) becomes a dead letter, and every later event of that item is
+        held back behind it so the view never goes out of order. Other items flow on."""
+        if held:
+            return state, [(e, "held back behind an earlier dead letter") for e in events]
+        for i, stored in enumerate(events):
+            try:
+                state = apply_event(state, stored.decode())
+            except (ProjectionError, KeyError, TypeError, ValueError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                self._failures[stored.position] = self._failures.get(stored.position, 0) + 1
+                if self._failures[stored.position] < MAX_ATTEMPTS:
+                    raise  # retried with back-off; a transient cause gets its chance
+                self._failures.pop(stored.position, None)
+                rest = [(e, f"held back behind position {stored.position}") for e in events[i + 1 :]]
+                return state, [(stored, error), *rest]
+        return state, []
 
     async def _finish_restores(self) -> None:
         """A generation being restored goes live once it has caught up with the log."""

@@ -50,6 +50,10 @@ class KeyLayout:
         """Generation being restored from the event log, before it becomes active."""
         return f"{self.tag(partition)}:building"
 
+    def rebuild(self, partition: int) -> str:
+        """Generation `items rebuild` is filling beside the live one."""
+        return f"{self.tag(partition)}:rebuild"
+
     @property
     def checkpoint_channel(self) -> str:
         return f"{self.prefix}:checkpoints"

@@ -81,3 +81,15 @@ idempotency_keys = Table(
     Column("body", LargeBinary, nullable=False),
     Column("created_at", TIMESTAMP(timezone=True), nullable=False, index=True),
 )
+
+# Events the projector could not apply, kept until `items dead-letters retry` applies
+# them. While an item has any, its later events wait here too (in position order).
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("position", BigInteger, primary_key=True),
+    Column("item_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("event_type", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("failed_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
+)

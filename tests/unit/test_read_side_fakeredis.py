@@ -325,9 +325,23 @@ def stored(events: list[Event]) -> list[StoredEvent]:
     ]
 
 
+class NoDeadLetters:
+    """Dead letters kept in memory, for a projector without PostgreSQL."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[StoredEvent, str]] = []
+
+    async def held(self, item_ids: list[str]) -> set[str]:
+        return {str(e.item_id) for e, _ in self.recorded} & set(item_ids)
+
+    async def record(self, dead: list[tuple[StoredEvent, str]]) -> None:
+        self.recorded += dead
+
+
 async def projector_over(store: ProjectionStore) -> Projector:
     """The real Projector with its Redis side only (no PostgreSQL connection)."""
     projector = Projector("postgresql://unused", store)
+    projector.dead_letters = NoDeadLetters()
     for p in range(store.layout.partitions):
         projector._targets[p], projector._checkpoints[p] = await store.resolve(p)
     return projector
