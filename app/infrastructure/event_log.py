@@ -9,9 +9,9 @@ positions only once every transaction that could still fill it has ended.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Callable
 from typing import Any, Protocol
 from uuid import UUID
 

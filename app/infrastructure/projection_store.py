@@ -115,7 +115,7 @@ class ProjectionStore:
         partition has no live generation (a fresh Redis, or one that lost its data)."""
         live = await self._redis.get(self.layout.gen(partition))
         if live is not None:
-            target = Target(partition, _text(live), building=False)
+            target = Target(partition, as_text(live), building=False)
         else:
             building = await self._redis.get(self.layout.building(partition))
             if building is None:
@@ -124,7 +124,7 @@ class ProjectionStore:
                 await self._redis.set(self.layout.building(partition), generation, nx=True)
                 building = await self._redis.get(self.layout.building(partition))
             assert building is not None
-            target = Target(partition, _text(building), building=True)
+            target = Target(partition, as_text(building), building=True)
         base = self.layout.base(partition, target.generation)
         cp = await self._redis.get(base + "cp")
         return target, int(cp or 0)
@@ -133,9 +133,8 @@ class ProjectionStore:
         """Whether every target is still what its pointer names. False after Redis lost
         its data (or a rebuild switched generations): the caller must resolve again."""
         names = await self._redis.mget([self._pointer(t) for t in targets])
-        return all(
-            n is not None and _text(n) == t.generation for n, t in zip(names, targets, strict=True)
-        )
+        pairs = zip(names, targets, strict=True)
+        return all(n is not None and as_text(n) == t.generation for n, t in pairs)
 
     async def load(self, target: Target, item_ids: list[str]) -> dict[str, ItemState]:
         if not item_ids:
@@ -187,7 +186,7 @@ class ProjectionStore:
         )
         if old == 0:
             raise Fenced(f"partition {p}: restore of {target.generation} was taken over")
-        return _text(old) or None
+        return as_text(old) or None
 
     async def drop_generation(self, partition: int, generation: str) -> int:
         """Delete every key of a generation that no reader follows any more."""
@@ -198,5 +197,5 @@ class ProjectionStore:
         return removed
 
 
-def _text(value: bytes | str | int) -> str:
+def as_text(value: bytes | str | int) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -232,7 +232,9 @@ class Projector:
                 if self._failures[stored.position] < MAX_ATTEMPTS:
                     raise  # retried with back-off; a transient cause gets its chance
                 self._failures.pop(stored.position, None)
-                rest = [(e, f"held back behind position {stored.position}") for e in events[i + 1 :]]
+                rest = [
+                    (e, f"held back behind position {stored.position}") for e in events[i + 1 :]
+                ]
                 return state, [(stored, error), *rest]
         return state, []
 

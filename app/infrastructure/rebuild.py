@@ -28,7 +28,7 @@ import asyncpg
 from app.domain.model import Item
 from app.infrastructure import views
 from app.infrastructure.bootstrap import Container
-from app.infrastructure.projection_store import Target
+from app.infrastructure.projection_store import Target, as_text
 from app.infrastructure.projector import Projector
 from app.infrastructure.redis_keys import index_members, view_suffix
 from app.infrastructure.settings import asyncpg_dsn
@@ -97,7 +97,9 @@ class _CatchUp(Projector):
     def __init__(self, container: Container, conn: asyncpg.Connection, targets: dict[int, Target],
                  checkpoint: int, batch_size: int) -> None:  # fmt: skip
         database_url, _ = container.settings.require_urls()
-        super().__init__(asyncpg_dsn(database_url), container.projection_store, batch_size=batch_size)
+        super().__init__(
+            asyncpg_dsn(database_url), container.projection_store, batch_size=batch_size
+        )
         self._conn = conn
         self._fixed = targets
         self._targets.update(targets)
@@ -157,12 +159,12 @@ async def _run(container: Container, conn: asyncpg.Connection, report: RebuildRe
         for p in partitions:  # a run that was interrupted left these: start clean
             stale = await redis.get(layout.rebuild(p))
             if stale is not None:
-                await store.drop_generation(p, stale.decode())
+                await store.drop_generation(p, as_text(stale))
                 await redis.delete(layout.rebuild(p))
     live_cps = []
     for p in partitions:
         live = await redis.get(layout.gen(p))
-        cp = await redis.get(layout.base(p, live.decode()) + "cp") if live else None
+        cp = await redis.get(layout.base(p, as_text(live)) + "cp") if live else None
         live_cps.append(int(cp or 0))
     start = min(live_cps)
     report.caught_up_from = start
@@ -267,5 +269,5 @@ async def _seed(container: Container, generation: str, rows: list[asyncpg.Record
             pipe.mset({base + k: v for k, v in seed.views.items()})
             pipe.hset(base + "ver", mapping=seed.versions)  # type: ignore[arg-type]
             for suffix, members in seed.index.items():
-                pipe.zadd(base + suffix, members)  # type: ignore[arg-type]
+                pipe.zadd(base + suffix, members)
         await pipe.execute()
