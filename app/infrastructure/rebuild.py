@@ -17,6 +17,7 @@ second concurrent rebuild refuse.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections import defaultdict
@@ -194,13 +195,19 @@ async def _run(container: Container, conn: asyncpg.Connection, report: RebuildRe
             " FROM items", prefetch=batch_size,
         )  # fmt: skip
         batch: list[asyncpg.Record] = []
+        # One batch is written to Redis while the next is fetched from PostgreSQL.
+        writing: asyncio.Task[None] | None = None
         async for row in cursor:
             batch.append(row)
             if len(batch) >= batch_size:
-                await _seed(container, generation, batch)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(_seed(container, generation, batch))
                 report.items += len(batch)
                 batch = []
                 progress.update(report.items)
+        if writing is not None:
+            await writing
         if batch:
             await _seed(container, generation, batch)
             report.items += len(batch)
