@@ -107,7 +107,10 @@ async def test_a_second_rebuild_refuses(app: FastAPI, database_url: str) -> None
 
 
 async def test_dry_run_writes_nothing(app: FastAPI, client: httpx.AsyncClient) -> None:
-    await client.post(ITEMS, json={"name": "a", "price": "1"})
+    created = await client.post(ITEMS, json={"name": "a", "price": "1"})
+    await eventually(
+        lambda: client.get(created.headers["location"]), lambda r: r.status_code == 200
+    )
     container = app.state.container
     before = sorted([k async for k in container.redis.scan_iter(match="*")])
     report = await rebuild(container, dry_run=True, out=lambda _: None)
