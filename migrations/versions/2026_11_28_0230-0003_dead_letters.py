@@ -25,7 +25,10 @@ def upgrade() -> None:
         sa.Column("event_type", sa.Text(), nullable=False),
         sa.Column("error", sa.Text(), nullable=False),
         sa.Column(
-            "failed_at", sa.TIMESTAMP(timezone=True), server_default=sa.text("now()"), nullable=False
+            "failed_at",
+            sa.TIMESTAMP(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.PrimaryKeyConstraint("position", name=op.f("pk_dead_letters")),
     )

@@ -142,6 +142,6 @@ async def test_console_script_serves_and_projects_in_separate_processes(
 
 
 def test_every_subcommand_has_help() -> None:
-    for sub in ("serve", "projector", "migrate", "rebuild", "dead-letters"):
+    for sub in ("serve", "projector", "migrate", "rebuild", "verify", "status", "dead-letters"):
         out = subprocess.run([ITEMS, sub, "--help"], capture_output=True, text=True, check=True)
         assert "usage: items " + sub in out.stdout
