@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.infrastructure.rebuild import REBUILD_LOCK, RebuildRefused, rebuild
+from app.infrastructure.verify import verify
 from tests.helpers import eventually
 
 ITEMS = "/api/v1/items"
@@ -90,6 +91,8 @@ async def test_rebuild_while_clients_read_and_write(
             lambda i=item: client.get(f"{ITEMS}/{i['id']}"),  # type: ignore[misc]
             lambda r: r.status_code == 200,
         )
+    verified = await verify(container, wait=20)
+    assert verified.ok, verified.summary()
     # Nothing of the old generation is left behind.
     pattern = container.layout.tag(0).replace("{", "\\{").replace("}", "\\}") + ":g*"
     gens = {k.split(b":")[2] async for k in container.redis.scan_iter(match=pattern)}
@@ -117,3 +120,28 @@ async def test_dry_run_writes_nothing(app: FastAPI, client: httpx.AsyncClient) -
     assert report.dry_run
     assert report.items == 1
     assert sorted([k async for k in container.redis.scan_iter(match="*")]) == before
+
+
+async def test_an_interrupted_rebuild_leaves_the_live_generation_and_is_cleaned_up(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    created = await client.post(ITEMS, json={"name": "a", "price": "1"})
+    await eventually(
+        lambda: client.get(created.headers["location"]), lambda r: r.status_code == 200
+    )
+    container = app.state.container
+    layout, redis = container.layout, container.redis
+    live = await redis.get(layout.gen(0))
+    # What a rebuild killed half-way leaves: its pointer and part of its generation.
+    await redis.set(layout.rebuild(0), "gkilled")
+    await redis.set(layout.base(0, "gkilled") + "v:" + created.json()["id"], b"{}")
+    await redis.set(layout.base(0, "gkilled") + "cp", 0)
+    assert await redis.get(layout.gen(0)) == live
+    assert (await client.get(created.headers["location"])).json() == created.json()
+
+    report = await rebuild(container, out=lambda _: None)
+    assert report.switched == [0]
+    leftovers = [k async for k in redis.scan_iter(match=layout.base(0, "gkilled").replace(
+        "{", "\\{").replace("}", "\\}") + "*")]  # fmt: skip
+    assert leftovers == []
+    assert (await client.get(created.headers["location"])).json() == created.json()
