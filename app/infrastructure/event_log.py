@@ -9,7 +9,7 @@ positions only once every transaction that could still fill it has ended.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -41,6 +41,18 @@ class StoredEvent:
     type: str
     payload: str
     occurred_at: datetime
+
+    @classmethod
+    def from_row(cls, r: Mapping[str, Any]) -> StoredEvent:
+        return cls(
+            position=r["position"],
+            event_id=r["event_id"],
+            item_id=r["item_id"],
+            version=r["item_version"],
+            type=r["type"],
+            payload=r["payload"],
+            occurred_at=r["occurred_at"],
+        )
 
     def decode(self) -> Event:
         payload: Any = orjson.loads(self.payload)
@@ -106,19 +118,7 @@ async def read_after(
     """Events after a position, and the transactions running in the same snapshot."""
     rows = await conn.fetch(READ_AFTER, after, limit)
     running = in_progress(rows[0]["snap"])
-    events = [
-        StoredEvent(
-            position=r["position"],
-            event_id=r["event_id"],
-            item_id=r["item_id"],
-            version=r["item_version"],
-            type=r["type"],
-            payload=r["payload"],
-            occurred_at=r["occurred_at"],
-        )
-        for r in rows
-        if r["position"] is not None
-    ]
+    events = [StoredEvent.from_row(r) for r in rows if r["position"] is not None]
     return running, events
 
 
@@ -183,18 +183,7 @@ async def events_at(conn: asyncpg.Connection, positions: list[int]) -> list[Stor
         " occurred_at FROM events WHERE position = ANY($1::bigint[]) ORDER BY position",
         positions,
     )
-    return [
-        StoredEvent(
-            position=r["position"],
-            event_id=r["event_id"],
-            item_id=r["item_id"],
-            version=r["item_version"],
-            type=r["type"],
-            payload=r["payload"],
-            occurred_at=r["occurred_at"],
-        )
-        for r in rows
-    ]
+    return [StoredEvent.from_row(r) for r in rows]
 
 
 async def resolve_dead_letters(conn: asyncpg.Connection, positions: list[int]) -> None:

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from app.domain.model import Item
 from app.infrastructure import views
 from app.infrastructure.bootstrap import Container
 from app.infrastructure.projection_store import Target, as_text
 from app.infrastructure.projector import Projector
 from app.infrastructure.redis_keys import index_members, view_suffix
+from app.infrastructure.repositories import item_from_row
 from app.infrastructure.settings import asyncpg_dsn
 
 REBUILD_LOCK = 0x17E46
@@ -259,11 +259,7 @@ async def _seed(container: Container, generation: str, rows: list[asyncpg.Record
     layout = container.layout
     seeds: dict[int, _Seed] = defaultdict(_Seed)
     for row in rows:
-        view = views.item_view(
-            Item(id=row["id"], name=row["name"], description=row["description"],
-                 price=row["price"], tags=tuple(row["tags"]), version=row["version"],
-                 created_at=row["created_at"], updated_at=row["updated_at"])
-        )  # fmt: skip
+        view = views.item_view(item_from_row(row))
         item_id = str(view["id"])
         seed = seeds[layout.partition_of(item_id)]
         seed.views[view_suffix(item_id)] = views.render(view)

@@ -1,12 +1,12 @@
 """All SQL of the write side: items rows and the event outbox."""
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.commands.idempotency import IdempotencyStore, StoredResponse
@@ -30,7 +30,7 @@ class SqlItemRepository(ItemRepository):
         # version the previous one committed and versions grow 1, 2, 3 with no gaps.
         stmt = select(items).where(items.c.id == item_id).with_for_update()
         row = (await self._session.execute(stmt)).mappings().first()
-        return None if row is None else _to_item(row)
+        return None if row is None else item_from_row(row)
 
     async def _add(self, item: Item) -> None:
         await self._session.execute(insert(items).values(**_to_row(item)))
@@ -131,7 +131,8 @@ def _to_row(item: Item) -> dict[str, Any]:
     }
 
 
-def _to_item(row: RowMapping) -> Item:
+def item_from_row(row: Mapping[Any, Any]) -> Item:
+    """An Item from an items row (SQLAlchemy mapping or asyncpg record alike)."""
     return Item(
         id=row["id"],
         name=row["name"],

@@ -29,11 +29,11 @@ import asyncpg
 import orjson
 from redis.commands.core import AsyncScript
 
-from app.domain.model import Item
 from app.infrastructure import views
 from app.infrastructure.bootstrap import Container
 from app.infrastructure.projection_store import as_text
 from app.infrastructure.redis_keys import ID_LENGTH, KeyLayout, index_members, view_suffix
+from app.infrastructure.repositories import item_from_row
 from app.infrastructure.settings import asyncpg_dsn
 
 POLL = 0.05
@@ -160,17 +160,7 @@ class _Diff:
         return bool(self.kind or self.index_missing or self.index_extra)
 
 
-def _item(row: asyncpg.Record) -> Item:
-    return Item(
-        id=row["id"],
-        name=row["name"],
-        description=row["description"],
-        price=row["price"],
-        tags=tuple(row["tags"]),
-        version=row["version"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+_item = item_from_row
 
 
 def _is_uuid(value: str) -> bool:
