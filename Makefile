@@ -34,5 +34,11 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+bench: install  ## wrk load of the service and of ../shared/bench references; JSON in bench/results/
+	$(VENV)/bin/python bench/run.py
+
+bench-smoke: install  ## the same, a few seconds of each part (it runs in the tests too)
+	$(VENV)/bin/python bench/run.py --smoke
+
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,75 @@
+-- The one wrk script of the bench; MODE picks the load (all ids are random, keep-alive):
+--   get    GET PREFIX..<id>             ids from IDS_FILE, one a line
+--   list   GET one of PATHS             paths separated by "|", picked at random
+--   post   POST PREFIX                  a new item
+--   patch  PATCH PREFIX..<id>           {"price": "<random>"}
+--   mix    95% get, 5% writes           the writes half post, half patch
+--   seed   post until SEED_COUNT items exist, their ids written to IDS_OUT
+-- done() prints one line: RESULT rps=… p50_ms=… p99_ms=… errors=… requests=…
+local mode = os.getenv("MODE") or "get"
+local prefix = os.getenv("PREFIX") or "/api/v1/items/"
+local ids, paths = {}, {}
+local ids_file = os.getenv("IDS_FILE")
+if ids_file then
+  for line in io.lines(ids_file) do
+    if #line > 0 then ids[#ids + 1] = line end
+  end
+end
+for p in string.gmatch(os.getenv("PATHS") or "", "[^|]+") do paths[#paths + 1] = p end
+local json = { ["Content-Type"] = "application/json" }
+local n = 0
+math.randomseed(os.time())
+
+local function get()
+  return wrk.format("GET", prefix .. ids[math.random(#ids)])
+end
+
+local function post()
+  n = n + 1
+  local body = string.format('{"name":"wrk item %d","price":"%d.%02d","tags":["t%d","wrk"]}',
+    n, math.random(0, 999), math.random(0, 99), n % 10)
+  return wrk.format("POST", prefix, json, body)
+end
+
+local function patch()
+  local body = string.format('{"price":"%d.%02d"}', math.random(0, 99999), math.random(0, 99))
+  return wrk.format("PATCH", prefix .. ids[math.random(#ids)], json, body)
+end
+
+local function list()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
+
+local function mix()
+  local r = math.random(100)
+  if r <= 95 then return get() end
+  if r <= 97 then return post() end
+  return patch()
+end
+
+local modes = { get = get, post = post, patch = patch, list = list, mix = mix, seed = post }
+request = modes[mode]
+
+if mode == "seed" then
+  -- POSTs until SEED_COUNT items were created, writing their ids to IDS_OUT (the driver
+  -- stops wrk once the file is complete).
+  local out = assert(io.open(os.getenv("IDS_OUT"), "w"))
+  local want, made = tonumber(os.getenv("SEED_COUNT")), 0
+  response = function(status, headers, body)
+    if status ~= 201 or made >= want then return end
+    local location = headers["location"] or headers["Location"]
+    out:write(string.match(location, "[^/]+$"), "\n")
+    made = made + 1
+    if made % 500 == 0 or made >= want then out:flush() end
+    if made >= want and wrk.thread then wrk.thread:stop() end
+  end
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local errs = e.connect + e.read + e.write + e.status + e.timeout
+  io.write(string.format(
+    "RESULT rps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%d requests=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, errs, summary.requests))
+end
