@@ -76,24 +76,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_projector(args: argparse.Namespace) -> None:
-    from app.infrastructure import bootstrap
-
-    settings = _servers(Settings())
-
-    async def run() -> None:
-        container = bootstrap.build(settings)
+    async def work(container: Container) -> int:
         projector = container.projector()
         loop = asyncio.get_running_loop()
         # SIGTERM/SIGINT finish the batch in hand and release the lock, so a standby
         # projector takes over at once instead of after a connection timeout.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, projector.stop)
-        try:
-            await projector.run()
-        finally:
-            await container.close()
+        await projector.run()
+        return 0
 
-    asyncio.run(run())
+    sys.exit(_with_container(work))
 
 
 def _with_container(work: Callable[[Container], Awaitable[int]]) -> int:

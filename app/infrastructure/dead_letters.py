@@ -11,7 +11,7 @@ import asyncpg
 from app.infrastructure import event_log
 from app.infrastructure.bootstrap import Container
 from app.infrastructure.projection import ProjectionError, diff, fold
-from app.infrastructure.projection_store import BaseMoved, Fenced, Target, as_text
+from app.infrastructure.projection_store import BaseMoved, Fenced
 from app.infrastructure.settings import asyncpg_dsn
 
 
@@ -65,17 +65,16 @@ async def retry_dead_letters(container: Container) -> RetryReport:
 async def _apply_item(
     container: Container, conn: asyncpg.Connection, item_id: str, positions: list[int]
 ) -> None:
-    store, redis, layout = container.projection_store, container.redis, container.layout
+    store, layout = container.projection_store, container.layout
     p = layout.partition_of(item_id)
     events = [e.decode() for e in await event_log.events_at(conn, positions)]
     for _ in range(20):
-        live = await redis.get(layout.gen(p))
-        if live is None:
+        target = await store.live(p)
+        if target is None:
             raise ValueError("the read model is being restored; retry when it is live")
-        target = Target(p, as_text(live), building=False)
         # Same checkpoint in and out: this writes views only, guarded like the
         # projector's batches (a racing batch makes us fold again).
-        cp = int(await redis.get(layout.base(p, target.generation) + "cp") or 0)
+        cp = await store.checkpoint(target)
         state = (await store.load(target, [item_id]))[item_id]
         op = diff(item_id, state, fold(state, events))
         try:

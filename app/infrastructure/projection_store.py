@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from app.infrastructure import views
 from app.infrastructure.projection import ItemState, ViewOp
-from app.infrastructure.redis_keys import KeyLayout, view_suffix
+from app.infrastructure.redis_keys import KeyLayout, scan_pattern, view_suffix
 
 # KEYS[1] checkpoint key of the target generation, KEYS[2] the pointer that must name
 # that generation (`gen` for the live one, `building` while restoring).
@@ -113,10 +113,8 @@ class ProjectionStore:
     async def resolve(self, partition: int) -> tuple[Target, int]:
         """The generation to write to and its checkpoint; starts a restore when the
         partition has no live generation (a fresh Redis, or one that lost its data)."""
-        live = await self._redis.get(self.layout.gen(partition))
-        if live is not None:
-            target = Target(partition, as_text(live), building=False)
-        else:
+        target = await self.live(partition)
+        if target is None:
             building = await self._redis.get(self.layout.building(partition))
             if building is None:
                 generation = f"g{time.time_ns() // 1000}"
@@ -125,9 +123,16 @@ class ProjectionStore:
                 building = await self._redis.get(self.layout.building(partition))
             assert building is not None
             target = Target(partition, as_text(building), building=True)
-        base = self.layout.base(partition, target.generation)
-        cp = await self._redis.get(base + "cp")
-        return target, int(cp or 0)
+        return target, await self.checkpoint(target)
+
+    async def live(self, partition: int) -> Target | None:
+        """The generation readers follow, or None while the read model is missing."""
+        name = await self._redis.get(self.layout.gen(partition))
+        return None if name is None else Target(partition, as_text(name), building=False)
+
+    async def checkpoint(self, target: Target) -> int:
+        base = self.layout.base(target.partition, target.generation)
+        return int(await self._redis.get(base + "cp") or 0)
 
     async def still_current(self, targets: list[Target]) -> bool:
         """Whether every target is still what its pointer names. False after Redis lost
@@ -190,9 +195,9 @@ class ProjectionStore:
 
     async def drop_generation(self, partition: int, generation: str) -> int:
         """Delete every key of a generation that no reader follows any more."""
-        pattern = self.layout.base(partition, generation).replace("{", "\\{").replace("}", "\\}")
+        pattern = scan_pattern(self.layout.base(partition, generation))
         removed = 0
-        async for key in self._redis.scan_iter(match=pattern + "*", count=1000):
+        async for key in self._redis.scan_iter(match=pattern, count=1000):
             removed += await self._redis.unlink(key)
         return removed
 

@@ -111,8 +111,7 @@ class _CatchUp(Projector):
             store = self._store
             for p, target in self._fixed.items():
                 self._targets[p] = target
-                cp = await store._redis.get(store.layout.base(p, target.generation) + "cp")
-                self._checkpoints[p] = int(cp or 0)
+                self._checkpoints[p] = await store.checkpoint(target)
         if not self._fixed:
             return None
         return await super().step()
@@ -164,9 +163,8 @@ async def _run(container: Container, conn: asyncpg.Connection, report: RebuildRe
                 await redis.delete(layout.rebuild(p))
     live_cps = []
     for p in partitions:
-        live = await redis.get(layout.gen(p))
-        cp = await redis.get(layout.base(p, as_text(live)) + "cp") if live else None
-        live_cps.append(int(cp or 0))
+        live = await store.live(p)
+        live_cps.append(await store.checkpoint(live) if live else 0)
     start = min(live_cps)
     report.caught_up_from = start
     generation = report.generation = f"g{time.time_ns() // 1000}"

@@ -59,6 +59,13 @@ class KeyLayout:
         return f"{self.prefix}:checkpoints"
 
 
+def scan_pattern(prefix: str) -> str:
+    """A SCAN MATCH pattern for every key starting with `prefix`: hash-tag braces and
+    other glob characters in it are escaped."""
+    escaped = "".join("\\" + c if c in "[]{}*?\\" else c for c in prefix)
+    return escaped + "*"
+
+
 def index_suffix(sort_field: str, tag: str | None = None) -> str:
     return f"tx:{tag}:{sort_field}" if tag else f"ix:{sort_field}"
 

@@ -32,7 +32,13 @@ from redis.commands.core import AsyncScript
 from app.infrastructure import views
 from app.infrastructure.bootstrap import Container
 from app.infrastructure.projection_store import as_text
-from app.infrastructure.redis_keys import ID_LENGTH, KeyLayout, index_members, view_suffix
+from app.infrastructure.redis_keys import (
+    ID_LENGTH,
+    KeyLayout,
+    index_members,
+    scan_pattern,
+    view_suffix,
+)
 from app.infrastructure.repositories import item_from_row
 from app.infrastructure.settings import asyncpg_dsn
 
@@ -181,10 +187,6 @@ def _old_members(data: bytes | None) -> dict[str, str]:
         return {}
 
 
-def _escape(pattern: str) -> str:
-    return pattern.replace("[", "\\[").replace("{", "\\{").replace("}", "\\}")
-
-
 class _Verifier:
     def __init__(
         self, container: Container, conn: asyncpg.Connection, wait: float, batch: int
@@ -331,7 +333,7 @@ class _Verifier:
                 if item_id not in known or self.layout.partition_of(item_id) != partition:
                     suspects[item_id] = _Diff(partition, kind="extra")
 
-        async for key in self.redis.scan_iter(match=_escape(base) + "*", count=self.batch):
+        async for key in self.redis.scan_iter(match=scan_pattern(base), count=self.batch):
             suffix = as_text(key)[len(base) :]
             if suffix.startswith("v:"):
                 pending.append(suffix[2:])

@@ -86,9 +86,7 @@ class QueryHandlers:
         return result
 
     async def get_item(self, query: GetItem) -> ReadAnswer:
-        read = await self._at_least(
-            query.min_position, lambda: self._read_model.get(str(query.item_id))
-        )
+        read = await self._at_least(query.min_position, lambda: self._read_model.get(query.item_id))
         if read.data is None:
             raise ItemNotFound(query.item_id)
         return ReadAnswer(read.data, read.checkpoint, item_etag(read.version))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from uuid import UUID
 
 from redis.asyncio import Redis
 
@@ -65,11 +66,12 @@ class ReadModel:
         self._get = redis.register_script(GET_VIEW)
         self._list = redis.register_script(LIST_VIEWS)
 
-    async def get(self, item_id: str) -> ViewRead:
+    async def get(self, item_id: UUID | str) -> ViewRead:
+        # A UUID goes straight to its partition; a string would be parsed again.
         p = self.layout.partition_of(item_id)
         reply = await self._get(
             keys=[self.layout.gen(p)],
-            args=[self.layout.tag(p) + ":", item_id],
+            args=[self.layout.tag(p) + ":", str(item_id)],
         )
         if reply[0] == 0:
             raise ReadModelUnavailable()

@@ -19,7 +19,7 @@ from app.infrastructure import event_codec, event_log
 from app.infrastructure.bootstrap import Container
 from app.infrastructure.projection import ItemState, diff, fold
 from app.infrastructure.projection_store import ProjectionStore, Target
-from app.infrastructure.redis_keys import KeyLayout
+from app.infrastructure.redis_keys import KeyLayout, scan_pattern
 from tests.helpers import create, eventually
 
 
@@ -100,7 +100,7 @@ async def _dump(redis: Redis, layout: KeyLayout, generation: str) -> dict[str, A
     """Every key of a generation, with the prefix cut off, as comparable values."""
     base = layout.base(0, generation)
     out: dict[str, Any] = {}
-    async for key in redis.scan_iter(match=base.replace("{", "\\{").replace("}", "\\}") + "*"):
+    async for key in redis.scan_iter(match=scan_pattern(base)):
         kind = _text(await redis.type(key))
         name = _text(key)[len(base) :]
         if kind == "string":

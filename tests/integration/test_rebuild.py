@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.infrastructure.rebuild import REBUILD_LOCK, RebuildRefused, rebuild
+from app.infrastructure.redis_keys import scan_pattern
 from app.infrastructure.verify import verify
 from tests.helpers import eventually
 
@@ -94,7 +95,7 @@ async def test_rebuild_while_clients_read_and_write(
     verified = await verify(container, wait=20)
     assert verified.ok, verified.summary()
     # Nothing of the old generation is left behind.
-    pattern = container.layout.tag(0).replace("{", "\\{").replace("}", "\\}") + ":g*"
+    pattern = scan_pattern(container.layout.tag(0) + ":g")
     gens = {k.split(b":")[2] async for k in container.redis.scan_iter(match=pattern)}
     assert gens - {b"gen"} == {report.generation.encode()}
 
@@ -141,7 +142,6 @@ async def test_an_interrupted_rebuild_leaves_the_live_generation_and_is_cleaned_
 
     report = await rebuild(container, out=lambda _: None)
     assert report.switched == [0]
-    leftovers = [k async for k in redis.scan_iter(match=layout.base(0, "gkilled").replace(
-        "{", "\\{").replace("}", "\\}") + "*")]  # fmt: skip
+    leftovers = [k async for k in redis.scan_iter(match=scan_pattern(layout.base(0, "gkilled")))]
     assert leftovers == []
     assert (await client.get(created.headers["location"])).json() == created.json()
