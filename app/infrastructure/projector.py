@@ -150,8 +150,10 @@ class Projector:
             for p in range(self._store.layout.partitions):
                 self._targets[p], self._checkpoints[p] = await self._store.resolve(p)
         after = min(self._checkpoints.values())
-        running, read = await event_log.read_after(self._conn, after, self._batch_size)
-        batch = read[: self._guard.safe_count(after, [e.position for e in read], running)]
+        snapshot, read = await event_log.read_after(self._conn, after, self._batch_size)
+        batch = read[: self._guard.safe_count(after, [e.position for e in read], snapshot)]
+        if self._guard.needs_bound:
+            self._guard.set_bound(await event_log.next_xid(self._conn))
         if batch:
             try:
                 await self._apply(batch)
