@@ -7,10 +7,12 @@ from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Header, Query, Request
+from pydantic import WithJsonSchema
 from starlette.responses import Response
 
 from app.api.deps import ContainerDep
 from app.api.preconditions import idempotent_request, none_match, parse_if_match
+from app.api.problems import PROBLEM
 from app.api.schemas import ItemCreate, ItemOut, ItemPageOut, ItemPatch, ProblemOut
 from app.commands.bus import CommandResult
 from app.commands.commands import Command, CreateItem, DeleteItem, UpdateItem
@@ -31,31 +33,64 @@ SortParam = Annotated[
 TagParam = Annotated[
     str | None, Query(pattern=r"^[a-z0-9-]{1,50}$", description="Only items with this tag.")
 ]
+# Header documentation without "null" (a header is absent, never null) and with the
+# shapes the service accepts; the values themselves are checked where they are used.
+KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"  # 1..255 printable ASCII, no edge spaces
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{27}$"
+_TOKEN_SCHEMA = {"type": "string", "pattern": TOKEN_PATTERN}
 IdempotencyKey = Annotated[
     str | None,
+    WithJsonSchema({"type": "string", "pattern": KEY_PATTERN}),
     Header(
         alias="Idempotency-Key",
         description="Makes a retry safe: the same key and request get the first answer again.",
     ),
 ]
 IfMatch = Annotated[
-    str | None, Header(alias="If-Match", description="Apply only at this version (ETag).")
+    str | None,
+    WithJsonSchema({"type": "string"}),
+    Header(alias="If-Match", description="Apply only at this version (ETag)."),
 ]
 IfNoneMatch = Annotated[
-    str | None, Header(alias="If-None-Match", description="304 when the ETag still matches.")
+    str | None,
+    WithJsonSchema({"type": "string"}),
+    Header(alias="If-None-Match", description="304 when the ETag still matches."),
 ]
 Token = Annotated[
     str | None,
+    WithJsonSchema(_TOKEN_SCHEMA),
     Header(
         alias="Consistency-Token",
         description="From a write's answer: wait until the read model includes that write.",
     ),
 ]
 
-_problems: dict[int | str, dict[str, Any]] = {
-    code: {"model": ProblemOut, "content": {"application/problem+json": {}}}
-    for code in (400, 404, 409, 412, 413, 422, 503)
+# Inline rather than a model: FastAPI would also list every problem as application/json.
+_PROBLEM_SCHEMA = ProblemOut.model_json_schema()
+_WHY = {
+    304: "Not modified: If-None-Match names the current ETag. No body.",
+    400: "Malformed JSON, or a cursor, Consistency-Token or Idempotency-Key that is not valid.",
+    404: "No item with this id (never created, or deleted).",
+    409: "A request with this Idempotency-Key is still in flight.",
+    412: "If-Match does not name the current version; nothing changed.",
+    413: "The body is larger than 64 KiB.",
+    415: "The body is not JSON: send `Content-Type: application/json`.",
+    422: "Invalid fields or parameters, each listed in `errors`; or an Idempotency-Key "
+    "used before for a different request.",
+    503: "PostgreSQL or Redis is unreachable, the read model is being restored, or a "
+    "Consistency-Token wait timed out. Retry after `Retry-After` seconds.",
 }
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers of one operation, documented as problem+json."""
+    return {
+        code: {"description": _WHY[code]}
+        if code == 304
+        else {"description": _WHY[code], "content": {PROBLEM: {"schema": _PROBLEM_SCHEMA}}}
+        for code in codes
+    }
+
 
 _READ_HEADERS: list[dict[str, Any]] = [
     {
@@ -69,7 +104,7 @@ _READ_HEADERS: list[dict[str, Any]] = [
         "name": "Consistency-Token",
         "in": "header",
         "required": False,
-        "schema": {"type": "string"},
+        "schema": _TOKEN_SCHEMA,
         "description": "From a write's answer: wait until the read model includes that write.",
     },
 ]
@@ -121,7 +156,12 @@ def _min_position(c: Container, token: str | None) -> int | None:
     return None if token is None else c.tokens.position(token)
 
 
-@router.post("", status_code=201, response_model=ItemOut, responses=_problems)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ItemOut,
+    responses=_responses(400, 409, 413, 415, 422, 503),
+)
 async def create_item(
     body: ItemCreate, request: Request, c: ContainerDep, key: IdempotencyKey = None
 ) -> Response:
@@ -138,7 +178,7 @@ async def create_item(
 @router.get(
     "/{item_id}",
     response_model=ItemOut,
-    responses=_problems,
+    responses=_responses(304, 400, 404, 422, 503),
     openapi_extra={"parameters": _READ_HEADERS},
 )
 async def get_item(item_id: UUID, request: Request) -> Response:
@@ -151,7 +191,7 @@ async def get_item(item_id: UUID, request: Request) -> Response:
     return _read_answer(await c.queries.get_item(query), headers.get("if-none-match"))
 
 
-@router.get("", response_model=ItemPageOut, responses=_problems)
+@router.get("", response_model=ItemPageOut, responses=_responses(304, 400, 422, 503))
 async def list_items(
     c: ContainerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -167,7 +207,11 @@ async def list_items(
     return _read_answer(await c.queries.list_items(query), if_none_match)
 
 
-@router.patch("/{item_id}", response_model=ItemOut, responses=_problems)
+@router.patch(
+    "/{item_id}",
+    response_model=ItemOut,
+    responses=_responses(400, 404, 409, 412, 413, 415, 422, 503),
+)
 async def update_item(
     item_id: UUID,
     body: ItemPatch,
@@ -182,7 +226,9 @@ async def update_item(
     return await _write(c, request, cmd, 200, key)
 
 
-@router.delete("/{item_id}", status_code=204, responses=_problems)
+@router.delete(
+    "/{item_id}", status_code=204, responses=_responses(400, 404, 409, 412, 413, 422, 503)
+)
 async def delete_item(
     item_id: UUID,
     request: Request,

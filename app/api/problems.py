@@ -29,6 +29,9 @@ log = logging.getLogger("items.api")
 
 PROBLEM = "application/problem+json"
 RETRY_AFTER = "1"
+# A 64 KiB body can hold tens of thousands of invalid values; the answer names the
+# first few rather than growing to megabytes.
+MAX_LISTED_ERRORS = 20
 
 
 def problem(
@@ -72,12 +75,15 @@ async def on_validation_error(request: Request, exc: Exception) -> Response:
         reason = json_errors[0].get("ctx", {}).get("error", "invalid JSON")
         return problem(400, f"the body is not valid JSON: {reason}", slug="malformed-json")
     errors = _field_errors(exc)
+    listed = errors[:MAX_LISTED_ERRORS]
+    more = f"; and {len(errors) - len(listed)} more" if len(errors) > len(listed) else ""
     return problem(
         422,
         f"{len(errors)} invalid field{'s' if len(errors) != 1 else ''}: "
-        + "; ".join(f"{e['field']}: {e['msg']}" for e in errors),
+        + "; ".join(f"{e['field']}: {e['msg']}" for e in listed)
+        + more,
         slug="validation-error",
-        errors=errors,
+        errors=listed,
     )
 
 
@@ -157,6 +163,16 @@ async def on_database_error(request: Request, exc: Exception) -> Response:
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, RecursionError | ValueError):
+        # FastAPI's JSON parsing failed with something other than a syntax error: deep
+        # nesting, or an integer of thousands of digits.
+        reason = (
+            "it is nested too deeply"
+            if isinstance(cause, RecursionError)
+            else "a value is too large"
+        )
+        return problem(400, f"the body is not valid JSON: {reason}", slug="malformed-json")
     headers = dict(exc.headers) if exc.headers else None
     return problem(exc.status_code, str(exc.detail), headers=headers)
 

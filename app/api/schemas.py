@@ -18,15 +18,49 @@ from pydantic import (
 
 from app.domain import values
 
+# The domain's rules spelled as JSON Schema, so that the OpenAPI document promises
+# exactly what the service accepts (the fuzz test in tests/api/test_schemathesis.py
+# holds the two together): white space as str.strip() removes it, control characters
+# (Unicode Cc) as the rules refuse them, plain decimals as parse_price reads them.
+_SPACE = "\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_CONTROL = "\x00-\x1f\x7f-\x9f"
+_SHOWN = f"[^{_CONTROL}{_SPACE}]"  # what can start and end a trimmed name
+NAME_PATTERN = (
+    f"^[{_SPACE}]*{_SHOWN}([^{_CONTROL}]{{0,{values.NAME_MAX - 2}}}{_SHOWN})?[{_SPACE}]*$"
+)
+DESCRIPTION_PATTERN = "^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"  # tabs and line breaks pass
+PRICE_PATTERN = r"^(0*[0-9]{1,9}(\.[0-9]{0,2}0*)?|\.[0-9]{1,2}0*|-(0+(\.0*)?|\.0+))$"
+TAG_PATTERN = f"^[a-z0-9-]{{1,{values.TAG_MAX}}}$"
+
 Name = Annotated[
     str,
     AfterValidator(values.normalize_name),
-    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200, "examples": ["Desk lamp"]}),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "description": "Trimmed, then 1..200 characters; no control characters.",
+            "examples": ["Desk lamp"],
+        }
+    ),
 ]
 Description = Annotated[
     str | None,
     AfterValidator(values.normalize_description),
-    WithJsonSchema({"anyOf": [{"type": "string", "maxLength": 2000}, {"type": "null"}]}),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "maxLength": values.DESCRIPTION_MAX,
+                    "pattern": DESCRIPTION_PATTERN,
+                },
+                {"type": "null"},
+            ],
+            "description": "At most 2000 characters; no control characters but tab and line "
+            "breaks. null clears it.",
+        }
+    ),
 ]
 Price = Annotated[
     Decimal,
@@ -34,10 +68,16 @@ Price = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "minimum": 0, "exclusiveMaximum": 1_000_000_000},
-                {"type": "string", "pattern": r"^(\d+(\.\d*)?|\.\d+)$"},
+                {
+                    "type": "number",
+                    "minimum": 0,
+                    "exclusiveMaximum": 1_000_000_000,
+                    "multipleOf": 0.01,
+                },
+                {"type": "string", "pattern": PRICE_PATTERN},
             ],
-            "description": "Not negative, below 1,000,000,000, at most 2 decimal places.",
+            "description": "Not negative, below 1,000,000,000, at most 2 decimal places once "
+            "trailing zeros are dropped; a JSON number or a plain decimal string.",
             "examples": ["9.99"],
         }
     ),
@@ -48,7 +88,8 @@ Tags = Annotated[
     WithJsonSchema(
         {
             "type": "array",
-            "items": {"type": "string", "pattern": "^[a-z0-9-]{1,50}$"},
+            "items": {"type": "string", "pattern": TAG_PATTERN},
+            "maxItems": values.TAGS_MAX,
             "description": "Duplicates are collapsed; at most 20 distinct tags.",
             "examples": [["office", "lighting"]],
         }
@@ -125,8 +166,28 @@ class ItemPageOut(BaseModel):
 
 
 class ProblemOut(BaseModel):
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[dict[str, Any]] | None = None
+    """RFC 9457 problem details: the body of every 4xx/5xx answer, sent as
+    application/problem+json. A problem may carry more members (`checks` on /readyz)."""
+
+    type: str = Field(examples=["urn:items:problem:validation-error"])
+    title: str = Field(examples=["Unprocessable Entity"])
+    status: int = Field(ge=400, le=599)
+    detail: str = Field(examples=["1 invalid field: price: price must not be negative"])
+    errors: Annotated[
+        list[dict[str, Any]] | None,
+        WithJsonSchema(
+            {
+                "type": "array",
+                "description": "422 only: each invalid field or parameter (the first 20).",
+                "items": {
+                    "type": "object",
+                    "required": ["loc", "field", "msg"],
+                    "properties": {
+                        "loc": {"type": "array", "items": {"type": "string"}},
+                        "field": {"type": "string"},
+                        "msg": {"type": "string"},
+                    },
+                },
+            }
+        ),
+    ] = None

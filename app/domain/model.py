@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from app.domain import values
-from app.domain.errors import InvalidValue
+from app.domain.errors import InvalidValue, ItemNotFound
 from app.domain.events import Event, ItemCreated, ItemDeleted, ItemUpdated
 
 UPDATABLE_FIELDS = ("name", "description", "price", "tags")
@@ -71,6 +71,7 @@ class Item:
         current one is not a change, so a PATCH that changes nothing raises no event
         and keeps the version.
         """
+        self._require_live()
         unknown = set(changes) - set(UPDATABLE_FIELDS)
         if unknown:
             raise InvalidValue(sorted(unknown)[0], "field cannot be updated")
@@ -88,10 +89,17 @@ class Item:
         return True
 
     def delete(self, *, now: datetime) -> None:
+        self._require_live()
         self.deleted = True
         self.version += 1
         self.updated_at = now
         self.events.append(ItemDeleted(item_id=self.id, version=self.version, occurred_at=now))
+
+    def _require_live(self) -> None:
+        # A deleted item has no further history: an event after ItemDeleted would be
+        # one the projection must refuse.
+        if self.deleted:
+            raise ItemNotFound(self.id)
 
 
 def _normalize(name: str, raw: Any) -> Any:

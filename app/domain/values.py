@@ -27,6 +27,12 @@ def _has_control_chars(text: str, allowed: str = "") -> bool:
     return any(unicodedata.category(c) == "Cc" and c not in allowed for c in text)
 
 
+def _has_surrogates(text: str) -> bool:
+    # JSON may spell a lone surrogate ("\ud800"); it is no character, and neither
+    # UTF-8 nor PostgreSQL can store it.
+    return any("\ud800" <= c <= "\udfff" for c in text)
+
+
 def normalize_name(value: str) -> str:
     name = value.strip()
     if not name:
@@ -35,6 +41,8 @@ def normalize_name(value: str) -> str:
         raise InvalidValue("name", f"name must be at most {NAME_MAX} characters")
     if _has_control_chars(name):
         raise InvalidValue("name", "name must not contain control characters")
+    if _has_surrogates(name):
+        raise InvalidValue("name", "name must be valid Unicode (no lone surrogates)")
     return name
 
 
@@ -48,6 +56,8 @@ def normalize_description(value: str | None) -> str | None:
     # Line breaks and tabs are text; NUL and other control characters are not.
     if _has_control_chars(value, allowed="\t\n\r"):
         raise InvalidValue("description", "description must not contain control characters")
+    if _has_surrogates(value):
+        raise InvalidValue("description", "description must be valid Unicode (no lone surrogates)")
     return value
 
 

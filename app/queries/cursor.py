@@ -40,7 +40,13 @@ class CursorCodec:
             raise InvalidCursor("the cursor is malformed") from exc
         if not hmac.compare_digest(mac, self._mac(body)):
             raise InvalidCursor("the cursor was not issued by this service")
-        data = orjson.loads(body)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidCursor("the cursor is malformed") from exc
+        # Signed, yet not of this shape (a cursor of some other format): refused, not a crash.
+        if not isinstance(data, dict):
+            raise InvalidCursor("the cursor is malformed")
         if data.get("s") != sort or data.get("t") != tag:
             raise InvalidCursor("the cursor belongs to a different sort or tag")
         after = data.get("a")
