@@ -8,14 +8,30 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
-from app.api import health, items, problems
+from app.api import admin, auth, health, items, problems
 from app.api.middleware import LimitBody, StripTrailingSlash
 from app.infrastructure import bootstrap
 from app.infrastructure.settings import Settings
 
 log = logging.getLogger("items.api")
 PURGE_EVERY = 600.0  # seconds
+CORS_REQUEST_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "Consistency-Token",
+)
+CORS_EXPOSED_HEADERS = (
+    "ETag",
+    "Location",
+    "Consistency-Token",
+    "X-Projection-Position",
+    "Retry-After",
+)
 
 DESCRIPTION = """
 Items, with separate write and read models (CQRS).
@@ -31,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        auth.announce(settings)
         container = bootstrap.build(settings)
         app.state.container = container
         projector = container.projector() if settings.projector_in_process else None
@@ -65,8 +82,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(items.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
     problems.install(app)
     app.add_middleware(LimitBody)
+    # Outside LimitBody: a request without a valid key is refused before its body is read.
+    auth.install(app, settings)
+    if settings.cors_origins:
+        # Outside auth, so preflights pass and 401/403 answers carry CORS headers too.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=list(CORS_REQUEST_HEADERS),
+            expose_headers=list(CORS_EXPOSED_HEADERS),
+        )
     # Outermost, so the router only ever sees canonical paths.
     app.add_middleware(StripTrailingSlash)
     return app

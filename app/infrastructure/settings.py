@@ -1,9 +1,11 @@
 """All configuration, read once from the environment (or a .env file)."""
 
+import hashlib
 import secrets
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -17,6 +19,13 @@ def sqlalchemy_url(url: str) -> str:
 def asyncpg_dsn(url: str) -> str:
     """The same URL as asyncpg.connect() wants it (no driver suffix)."""
     return "postgresql://" + sqlalchemy_url(url)[len("postgresql+asyncpg://") :]
+
+
+def _comma_separated(value: Any) -> Any:
+    """`a, b,,c` -> ("a", "b", "c"); anything else is left to pydantic."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
 
 
 class Settings(BaseSettings):
@@ -35,6 +44,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     # Writes fail fast when PostgreSQL is unreachable instead of hanging the client.
     db_connect_timeout: float = Field(default=3.0, gt=0)
+    # ... and when it stops answering (a hung server, a network that drops packets): a
+    # statement slower than this is abandoned and the write answers 503, about 2 s later
+    # (SQLAlchemy's bounded wait to close that connection).
+    db_command_timeout: float = Field(default=5.0, gt=0)
     redis_max_connections: int = Field(default=64, ge=1)
     redis_timeout: float = Field(default=1.0, gt=0)
 
@@ -54,6 +67,27 @@ class Settings(BaseSettings):
     # Signs list cursors so that a tampered one is rejected. Unset: a random key per
     # process, which is fine for one process but breaks cursors across restarts.
     secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32), min_length=16)
+
+    # API_KEYS=k1,k2: writes and /api/v1/admin then need `Authorization: Bearer <key>`
+    # (app/api/auth.py). SecretStr keeps the keys out of any repr or log of the settings.
+    # Comma-separated, not JSON: NoDecode hands the raw string to the validator below.
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # Reads under /api/ need a key too (only when API_KEYS is set).
+    read_requires_key: bool = False
+    # CORS_ORIGINS=https://a.example,https://b.example; empty: no CORS headers at all.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _comma_separated(value)
+
+    @property
+    def api_key_digests(self) -> tuple[bytes, ...]:
+        """SHA-256 of each key: what requests are compared against (never the keys)."""
+        return tuple(
+            hashlib.sha256(key.get_secret_value().encode()).digest() for key in self.api_keys
+        )
 
     @field_validator("database_url")
     @classmethod

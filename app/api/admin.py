@@ -1,0 +1,69 @@
+"""/api/v1/admin: operator-only endpoints (app/api/auth.py asks them for a key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from app.api.deps import ContainerDep
+from app.api.schemas import ProblemOut
+from app.infrastructure.status import status
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+_PROJECTION_EXAMPLE: dict[str, Any] = {
+    "head_position": 42,
+    "checkpoint": 42,
+    "lag_events": 0,
+    "lag_seconds": 0.0,
+    "read_model": "live",
+    "partitions": [
+        {
+            "partition": 0,
+            "generation": "1",
+            "checkpoint": 42,
+            "restoring": False,
+            "restore_generation": None,
+            "restore_checkpoint": None,
+            "rebuilding": False,
+            "rebuild_generation": None,
+            "rebuild_checkpoint": None,
+            "lag_events": 0,
+        }
+    ],
+    "projector": {
+        "pid": 4242,
+        "since": "2026-11-28T09:30:00.123456+00:00",
+        "state_change": "2026-11-28T09:30:01.000000+00:00",
+        "application_name": None,
+        "client_addr": "127.0.0.1",
+    },
+    "dead_letters": 0,
+}
+
+
+@router.get(
+    "/projection",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Where the projection stands",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object"},
+                    "example": _PROJECTION_EXAMPLE,
+                }
+            },
+        },
+        503: {"model": ProblemOut, "content": {"application/problem+json": {}}},
+    },
+)
+async def projection(c: ContainerDep) -> Response:
+    """Where the projection stands, as `items status --json` prints it: head of the
+    event log, per-partition generation and checkpoint, restores and rebuilds in
+    progress, lag in events and seconds, the projector lock holder, dead letters."""
+    found = await status(c)
+    return Response(orjson.dumps(found, default=str), media_type="application/json")
