@@ -7,7 +7,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint format bench bench-smoke clean
+.PHONY: install run test lint format bench bench-smoke soak clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -39,6 +39,9 @@ bench: install  ## wrk load of the service and of ../shared/bench references; JS
 
 bench-smoke: install  ## the same, a few seconds of each part (it runs in the tests too)
 	$(VENV)/bin/python bench/run.py --smoke
+
+soak: install  ## writers and readers for SOAK_SECONDS (30); then PostgreSQL must hold exactly the acknowledged writes and items verify exit 0
+	$(VENV)/bin/python -m tests.faults.soak
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -77,6 +80,10 @@ def make_redis(settings: Settings) -> Redis:
         timeout=settings.redis_timeout,
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
+        # After a Redis restart every pooled connection is dead; one immediate retry on
+        # a fresh connection keeps that from failing a request per pooled connection.
+        # Not on timeouts: a hung Redis must cost a request one timeout, not two.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     return Redis(connection_pool=pool)
 
@@ -89,7 +96,10 @@ def make_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_pool_size,
         # A connection that died with a PostgreSQL restart is replaced, not handed out.
         pool_pre_ping=True,
-        connect_args={"timeout": settings.db_connect_timeout},
+        connect_args={
+            "timeout": settings.db_connect_timeout,
+            "command_timeout": settings.db_command_timeout,
+        },
     )
 
 

@@ -1,0 +1,179 @@
+"""PostgreSQL unreachable, through a proxy that cuts every connection or stops passing
+anything on (tests/faults/servers.py): writes answer 503 quickly, reads keep being
+served from Redis, and when PostgreSQL returns the same app instance writes again, and
+its projector reconnects, takes its lock back and projects the new writes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from app.api.app import create_app
+from app.infrastructure.projector import LOCK_KEY
+from app.infrastructure.settings import Settings, sqlalchemy_url
+from app.infrastructure.status import LOCK_HOLDER
+from tests.faults.servers import PgProxy
+from tests.helpers import eventually
+
+CONNECT_TIMEOUT = 1.0
+COMMAND_TIMEOUT = 1.0
+QUICK = CONNECT_TIMEOUT + 1.5  # a write while PostgreSQL refuses answers within this
+# ... and while it does not answer at all: the statement's timeout, then SQLAlchemy's
+# bounded (2 s) wait to close the connection.
+HUNG = COMMAND_TIMEOUT + 2 + 1.5
+
+
+@pytest.fixture
+def pg_proxy(database_url: str) -> Iterator[PgProxy]:
+    proxy = PgProxy(database_url)
+    proxy.start()
+    yield proxy
+    proxy.close()
+
+
+@pytest.mark.slow
+async def test_postgres_down_reads_go_on_and_writes_come_back_without_a_restart(
+    pg_proxy: PgProxy, settings: Settings, db: asyncpg.Connection, redis: Redis
+) -> None:
+    behind_proxy = settings.model_copy(
+        update={
+            "database_url": sqlalchemy_url(pg_proxy.url),
+            "db_connect_timeout": CONNECT_TIMEOUT,
+            "projector_poll_interval": 0.2,
+        }
+    )
+    app = create_app(behind_proxy)
+    async with app.router.lifespan_context(app):
+        await eventually(app.state.container.read_model.ready)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            await _outage_and_return(c, pg_proxy, db)
+
+
+async def _outage_and_return(c: httpx.AsyncClient, proxy: PgProxy, db: asyncpg.Connection) -> None:
+    item = (await _write(c, "POST", "", {"name": "a", "price": "1.00", "tags": ["x"]}, 201)).json()
+    await eventually(lambda: c.get(_url(item)), lambda r: r.status_code == 200)
+
+    # PostgreSQL restarted while the service idled: every pooled connection is dead,
+    # and still the next write succeeds at its first try.
+    proxy.cut()
+    proxy.restore()
+    other = await _write(c, "POST", "", {"name": "b", "price": "2.00"}, 201)
+    token = {"Consistency-Token": other.headers["consistency-token"]}
+    assert (await c.get(_url(other.json()), headers=token)).status_code == 200
+
+    proxy.cut()
+    for method, path, body in (
+        ("POST", "", {"name": "c", "price": "3.00"}),
+        ("PATCH", f"/{item['id']}", {"price": "1.50"}),
+        ("DELETE", f"/{item['id']}", None),
+    ):
+        refused = await _write(c, method, path, body, 503)
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["type"] == "urn:items:problem:write-model-unreachable"
+
+    # Reads are served from Redis, as before, read-your-writes included.
+    assert (await c.get(_url(item))).json() == item
+    assert (await c.get(_url(other.json()), headers=token)).json() == other.json()
+    page = await c.get("/api/v1/items", params={"tag": "x"})
+    assert page.status_code == 200
+    assert page.json()["items"] == [item]
+    assert (await c.get("/api/v1/items")).json()["total"] == 2
+
+    started = time.monotonic()
+    ready = await c.get("/readyz")
+    assert time.monotonic() - started < QUICK
+    assert ready.status_code == 503
+    checks = ready.json()["checks"]
+    assert checks["postgres"] != "ok", checks
+    assert checks["redis"] == "ok", checks
+    assert "postgres" in ready.json()["detail"]
+    # The projector's connection went with the cut, and its lock with it.
+    await eventually(_lock_holder(db), lambda holder: holder is None)
+
+    proxy.restore()
+    # The same instance writes again at once: no restart, no failed first write.
+    patched = await _write(c, "PATCH", f"/{item['id']}", {"price": "1.50"}, 200)
+    assert patched.json()["version"] == 2
+    started = time.monotonic()
+    await eventually(_lock_holder(db), lambda holder: holder is not None)
+    token = {"Consistency-Token": patched.headers["consistency-token"]}
+    seen = await eventually(
+        lambda: c.get(_url(item), headers=token), lambda r: r.status_code == 200
+    )
+    assert seen.json() == patched.json()
+    print(f"projector back and caught up {time.monotonic() - started:.2f}s after restore")  # noqa: T201
+    assert (await c.get("/readyz")).status_code == 200
+
+
+async def test_a_postgres_that_stops_answering_costs_a_write_one_timeout(
+    pg_proxy: PgProxy, settings: Settings, db: asyncpg.Connection, redis: Redis
+) -> None:
+    behind_proxy = settings.model_copy(
+        update={
+            "database_url": sqlalchemy_url(pg_proxy.url),
+            "db_connect_timeout": CONNECT_TIMEOUT,
+            "db_command_timeout": COMMAND_TIMEOUT,
+            "projector_poll_interval": 0.2,
+        }
+    )
+    app = create_app(behind_proxy)
+    async with app.router.lifespan_context(app):
+        await eventually(app.state.container.read_model.ready)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            item = (await _write(c, "POST", "", {"name": "a", "price": "1"}, 201)).json()
+            await eventually(lambda: c.get(_url(item)), lambda r: r.status_code == 200)
+
+            pg_proxy.freeze()  # nothing is refused, nothing is answered
+            try:
+                refused = await _write(c, "PATCH", f"/{item['id']}", {"name": "b"}, 503, HUNG)
+                assert refused.headers["content-type"] == "application/problem+json"
+                assert int(refused.headers["retry-after"]) >= 1
+                assert (await c.get(_url(item))).json() == item
+                ready = await c.get("/readyz")
+                assert ready.json()["checks"]["postgres"] != "ok"
+            finally:
+                pg_proxy.thaw()
+            patched = await _write(c, "PATCH", f"/{item['id']}", {"name": "b"}, 200)
+            token = {"Consistency-Token": patched.headers["consistency-token"]}
+            seen = await eventually(
+                lambda: c.get(_url(item), headers=token), lambda r: r.status_code == 200
+            )
+            assert seen.json() == patched.json()
+
+
+def _lock_holder(db: asyncpg.Connection) -> Any:
+    async def probe() -> asyncpg.Record | None:
+        return await db.fetchrow(LOCK_HOLDER, LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF)
+
+    return probe
+
+
+def _url(item: dict[str, Any]) -> str:
+    return f"/api/v1/items/{item['id']}"
+
+
+async def _write(
+    c: httpx.AsyncClient,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    status: int,
+    within: float = QUICK,
+) -> httpx.Response:
+    started = time.monotonic()
+    async with asyncio.timeout(within + 5):  # a hang fails the test instead of stalling it
+        response = await c.request(method, "/api/v1/items" + path, json=body)
+    elapsed = time.monotonic() - started
+    assert response.status_code == status, response.text
+    assert elapsed < within, f"{method} took {elapsed:.2f}s"
+    return response
