@@ -13,8 +13,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
+from redis.exceptions import RedisError
 
 from app.infrastructure.settings import Settings
 
@@ -102,7 +104,13 @@ def _with_container(work: Callable[[Container], Awaitable[int]]) -> int:
         finally:
             await container.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except (RedisError, OSError, asyncpg.PostgresConnectionError) as exc:
+        # An operator asking for status during an outage wants the outage named, not a
+        # traceback; exit 2 tells scripts "could not look" apart from "looked, not ok".
+        sys.stderr.write(f"items: a server is unreachable: {type(exc).__name__}: {exc}\n")
+        return 2
 
 
 def _say(line: str) -> None:

@@ -112,3 +112,14 @@ async def test_lost_redis_is_detected_restored_and_verified(
             finally:
                 projector.stop()
                 await asyncio.wait([task], timeout=10)
+
+
+@pytest.mark.parametrize("command", ["status", "verify"])
+async def test_an_unreachable_redis_is_named_with_exit_2_not_a_traceback(
+    settings: Settings, command: str
+) -> None:
+    closed = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    done = await items(closed, command)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "unreachable" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.infrastructure.projection_store import as_text
 from app.infrastructure.rebuild import REBUILD_LOCK, RebuildRefused, rebuild
 from app.infrastructure.redis_keys import scan_pattern
 from app.infrastructure.verify import verify
@@ -116,11 +117,18 @@ async def test_dry_run_writes_nothing(app: FastAPI, client: httpx.AsyncClient) -
         lambda: client.get(created.headers["location"]), lambda r: r.status_code == 200
     )
     container = app.state.container
-    before = sorted([k async for k in container.redis.scan_iter(match="*")])
+    prefix = container.layout.prefix
+
+    async def ours() -> list[bytes]:
+        # Only this test's keys: other runs may share the Redis server.
+        return sorted([k async for k in container.redis.scan_iter() if prefix in as_text(k)])
+
+    before = await ours()
+    assert before
     report = await rebuild(container, dry_run=True, out=lambda _: None)
     assert report.dry_run
     assert report.items == 1
-    assert sorted([k async for k in container.redis.scan_iter(match="*")]) == before
+    assert await ours() == before
 
 
 async def test_an_interrupted_rebuild_leaves_the_live_generation_and_is_cleaned_up(
