@@ -118,13 +118,13 @@ def build(settings: Settings) -> Container:
         bus=CommandBus(lambda: SqlUnitOfWork(session_factory)),
         queries=QueryHandlers(
             read_model,
-            CursorCodec(settings.secret_key),
+            CursorCodec(settings.secret_key.get_secret_value()),
             watcher,
             settings.consistency_wait_ms / 1000,
         ),
         read_model=read_model,
         projection_store=ProjectionStore(redis, layout),
         watcher=watcher,
-        tokens=TokenCodec(settings.secret_key),
+        tokens=TokenCodec(settings.secret_key.get_secret_value()),
         session_factory=session_factory,
     )

@@ -66,7 +66,10 @@ class Settings(BaseSettings):
 
     # Signs list cursors so that a tampered one is rejected. Unset: a random key per
     # process, which is fine for one process but breaks cursors across restarts.
-    secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32), min_length=16)
+    # SecretStr: a repr or log of the settings shows stars, never the key.
+    secret_key: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)), min_length=16
+    )
 
     # API_KEYS=k1,k2: writes and /api/v1/admin then need `Authorization: Bearer <key>`
     # (app/api/auth.py). SecretStr keeps the keys out of any repr or log of the settings.

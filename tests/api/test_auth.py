@@ -358,3 +358,9 @@ async def test_another_origin_is_not_allowed(cors: httpx.AsyncClient) -> None:
     simple = await cors.get("/api/v1/items", headers={"Origin": other})
     assert simple.status_code == 200
     assert "access-control-allow-origin" not in simple.headers
+
+
+def test_the_signing_key_never_shows_in_a_repr_of_the_settings() -> None:
+    settings = Settings(secret_key="a-signing-key-of-some-length", _env_file=None)
+    assert "a-signing-key-of-some-length" not in repr(settings)
+    assert settings.secret_key.get_secret_value() == "a-signing-key-of-some-length"

@@ -48,7 +48,7 @@ def items_env(settings: Settings, **overrides: str) -> dict[str, str]:
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         REDIS_PREFIX=settings.redis_prefix,
-        SECRET_KEY=settings.secret_key,
+        SECRET_KEY=settings.secret_key.get_secret_value(),
         PROJECTION_PARTITIONS=str(settings.projection_partitions),
         PROJECTOR_BATCH_SIZE=str(settings.projector_batch_size),
         PROJECTOR_POLL_INTERVAL="0.2",

@@ -93,7 +93,7 @@ async def test_redis_down_writes_wait_in_postgresql_and_the_service_catches_up(
             "DATABASE_URL": settings.database_url,
             "REDIS_URL": redis_server.url,
             "REDIS_PREFIX": settings.redis_prefix,
-            "SECRET_KEY": settings.secret_key,
+            "SECRET_KEY": settings.secret_key.get_secret_value(),
             "REDIS_TIMEOUT": str(REDIS_TIMEOUT),
             "CONSISTENCY_WAIT_MS": str(WAIT_MS),
             "PROJECTOR_POLL_INTERVAL": "0.2",
@@ -196,7 +196,7 @@ async def _watcher_resubscribed(
     finally:
         await client.aclose()
 
-    tokens = TokenCodec(settings.secret_key)
+    tokens = TokenCodec(settings.secret_key.get_secret_value())
     some = (await c.get("/api/v1/items?limit=1")).json()["items"][0]
     for attempt in range(2):
         # A read waiting for the next position; the write that fills it comes after.
@@ -383,7 +383,7 @@ async def _items(settings: Settings, *args: str) -> subprocess.CompletedProcess[
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "REDIS_PREFIX": settings.redis_prefix,
-        "SECRET_KEY": settings.secret_key,
+        "SECRET_KEY": settings.secret_key.get_secret_value(),
     }
     return await asyncio.to_thread(
         subprocess.run,
