@@ -778,6 +778,34 @@ def ratios(results: dict[str, Any]) -> None:
         m["ratio_peer"] = m["rps"] / peer if peer else None
 
 
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 6's targets, each judged on this run's own figures (None: not measured)."""
+    ms: dict[str, dict[str, Any]] = results["measurements"]
+    lag = results.get("projection_lag") or {}
+    rb = results.get("rebuild") or {}
+
+    def get(name: str, key: str) -> float | None:
+        value = ms.get(name, {}).get(key)
+        return float(value) if value is not None else None
+
+    checks: list[tuple[str, float | None, str, float]] = [
+        ("GET by id / Redis GET ceiling", get("get_by_id", "ratio_redis"), ">=", 0.9),
+        ("GET by id / seed peer GET", get("get_by_id", "ratio_peer"), ">=", 6.0),
+        ("GET by id p99 ms", get("get_by_id", "p99_ms"), "<", 20.0),
+        ("GET list 20 / Redis GET ceiling", get("list_20", "ratio_redis"), ">=", 0.5),
+        ("POST / seed peer POST", get("post", "ratio_peer"), ">=", 1.0),
+        ("projection lag p99 ms", lag.get("p99_ms"), "<", 50.0),
+        ("rebuild items/s", rb.get("items_per_s"), ">=", 30_000.0),
+    ]
+    if rb.get("items", 0) >= 1_000_000:
+        checks.append(("rebuild of 1,000,000 items, seconds", rb.get("seconds"), "<", 60.0))
+    out = []
+    for name, value, op, bound in checks:
+        met = None if value is None else (value >= bound if op == ">=" else value < bound)
+        out.append({"target": f"{name} {op} {bound:g}", "value": value, "met": met})
+    return out
+
+
 def table(results: dict[str, Any]) -> str:
     def ratio(v: float | None) -> str:
         return f"{v:.2f}x" if v is not None else "-"
@@ -800,6 +828,10 @@ def table(results: dict[str, Any]) -> str:
             f"items rebuild: {rb['items']:,} items in {rb['seconds']:.1f}s, "
             f"{rb['items_per_s']:,.0f} items/s, peak RSS {rb['max_rss_mb']:.0f} MiB"
         )
+    for check in results.get("targets", []):
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[check["met"]]
+        value = "-" if check["value"] is None else f"{check['value']:,.2f}"
+        lines.append(f"target: {check['target']:<45} {value:>12}  {verdict}")
     for note in results["notes"]:
         lines.append(f"note: {note}")
     return "\n".join(lines)
@@ -885,6 +917,7 @@ def main(argv: list[str] | None = None) -> int:
             stores.cleanup()
     results["finished"] = datetime.now(UTC).isoformat()
     ratios(results)
+    results["targets"] = targets(results)
     path = write(results, cfg)
     say("")
     say(table(results))
