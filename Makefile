@@ -7,7 +7,7 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint format bench bench-smoke soak clean
+.PHONY: install run test faults lint format bench bench-smoke soak clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -24,6 +24,9 @@ run: install  ## serve on http://127.0.0.1:8000 (embedded PostgreSQL/Redis unles
 
 test: install  ## the whole suite (embedded servers unless TEST_DATABASE_URL/TEST_REDIS_URL)
 	$(VENV)/bin/pytest
+
+faults: install  ## only the fault tests of README's RELIABILITY section (make test runs them too)
+	$(VENV)/bin/pytest tests/faults
 
 lint: install
 	$(VENV)/bin/ruff check .
