@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from app.api import admin, auth, health, items, problems
+from app.api.fast_reads import FastItemReads
 from app.api.middleware import LimitBody, StripTrailingSlash
 from app.infrastructure import bootstrap
 from app.infrastructure.settings import Settings
@@ -84,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin.router)
     problems.install(app)
+    # Innermost: GET by id skips the router (see fast_reads.py for the profile), while
+    # the API-key and CORS middleware outside it still apply.
+    app.add_middleware(FastItemReads)
     app.add_middleware(LimitBody)
     # Outside LimitBody: a request without a valid key is refused before its body is read.
     auth.install(app, settings)
