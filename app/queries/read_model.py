@@ -153,21 +153,23 @@ class CheckpointWatcher:
         self._stopping = False
 
     async def run(self) -> None:
-        while not self._stopping:
-            try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self._channel)
-                    while not self._stopping:
-                        message = await pubsub.get_message(timeout=0.5)
-                        if message is not None:
-                            await self._handle(message)
-            except Exception as exc:
-                logging.getLogger("items.read").warning("checkpoint watcher: %s", exc)
-                self._cache.disable()
-                self._notify()  # waiters re-read (and find out Redis is down)
-                await asyncio.sleep(0.5)
-            finally:
-                self._cache.disable()
+        try:
+            while not self._stopping:
+                try:
+                    async with self._redis.pubsub() as pubsub:
+                        await pubsub.subscribe(self._channel)
+                        while not self._stopping:
+                            message = await pubsub.get_message(timeout=0.5)
+                            if message is not None:
+                                await self._handle(message)
+                except Exception as exc:
+                    # The subscription is lost: notices may be too, so the cache goes.
+                    self._cache.disable()
+                    logging.getLogger("items.read").warning("checkpoint watcher: %s", exc)
+                    self._notify()  # waiters re-read (and find out Redis is down)
+                    await asyncio.sleep(0.5)
+        finally:
+            self._cache.disable()
 
     async def _handle(self, message: dict[str, Any]) -> None:
         notice = None
