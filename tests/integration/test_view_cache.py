@@ -16,11 +16,18 @@ from redis.asyncio.connection import Connection
 
 from app.infrastructure.bootstrap import Container
 from app.infrastructure.rebuild import rebuild
+from app.infrastructure.settings import Settings
 from app.infrastructure.verify import verify
 from app.queries.view_cache import ViewCache
 from tests.helpers import create, eventually, visible
 
 ITEMS = "/api/v1/items"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """These tests are about the cache: on, whatever VIEW_CACHE_MB says."""
+    return settings.model_copy(update={"view_cache_mb": 64})
 
 
 def _cache(app: FastAPI) -> ViewCache:
