@@ -114,6 +114,9 @@ async def test_readers_never_see_a_version_go_back_and_the_cache_serves(
     await asyncio.gather(writer(), *(reader() for _ in range(8)))
     assert regressions == []
     assert _cache(app).hits > hits, "the cache never served a read"
+    status = (await client.get("/api/v1/admin/projection")).json()["view_cache"]
+    assert status["enabled"] is True
+    assert status["hits"] > hits
     for item in items:  # and the last write shows, from the cache or not
         final = await visible(client, {**item, "version": rounds + 1})
         assert final["name"] == f"n{rounds - 1}"
