@@ -396,7 +396,8 @@ async def mix_with_lag(cfg: Config, base: str, prefix: str, database_url: str, i
                 at = time.time()
                 data = msg["data"]
                 text = data.decode() if isinstance(data, bytes) else str(data)
-                part, _, cp = text.partition(":")
+                # A ChangeNotice: "<partition>:<checkpoint>:<generation>:<ids>".
+                part, cp = text.split(":", 2)[:2]
                 seen.append((at, int(part), int(cp)))
 
     def reached(part: int) -> int:

@@ -42,6 +42,14 @@ _PROJECTION_EXAMPLE: dict[str, Any] = {
         "client_addr": "127.0.0.1",
     },
     "dead_letters": 0,
+    "view_cache": {
+        "enabled": True,
+        "entries": 1200,
+        "bytes": 912000,
+        "max_bytes": 67108864,
+        "hits": 50000,
+        "misses": 1300,
+    },
 }
 
 
@@ -64,6 +72,9 @@ _PROJECTION_EXAMPLE: dict[str, Any] = {
 async def projection(c: ContainerDep) -> Response:
     """Where the projection stands, as `items status --json` prints it: head of the
     event log, per-partition generation and checkpoint, restores and rebuilds in
-    progress, lag in events and seconds, the projector lock holder, dead letters."""
+    progress, lag in events and seconds, the projector lock holder, dead letters, and
+    this process's view cache (entries, bytes, hits, misses)."""
     found = await status(c)
+    # This process's view cache (each API process has its own).
+    found["view_cache"] = c.view_cache.stats()
     return Response(orjson.dumps(found, default=str), media_type="application/json")

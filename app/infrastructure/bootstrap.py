@@ -30,6 +30,7 @@ from app.queries.cursor import CursorCodec
 from app.queries.handlers import QueryHandlers
 from app.queries.read_model import CheckpointWatcher, ReadModel
 from app.queries.tokens import TokenCodec
+from app.queries.view_cache import ViewCache
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Container:
     read_model: ReadModel
     projection_store: ProjectionStore
     watcher: CheckpointWatcher
+    view_cache: ViewCache
     tokens: TokenCodec
     session_factory: async_sessionmaker[AsyncSession]
 
@@ -84,6 +86,9 @@ def make_redis(settings: Settings) -> Redis:
         # a fresh connection keeps that from failing a request per pooled connection.
         # Not on timeouts: a hung Redis must cost a request one timeout, not two.
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        # Named, so an operator (or a test) can find this process's connections, among
+        # them the pub/sub one the view cache depends on.
+        client_name=f"items:{settings.redis_prefix}",
     )
     return Redis(connection_pool=pool)
 
@@ -109,7 +114,8 @@ def build(settings: Settings) -> Container:
     redis = make_redis(settings)
     layout = KeyLayout(settings.redis_prefix, settings.projection_partitions)
     read_model = ReadModel(redis, layout)
-    watcher = CheckpointWatcher(redis, layout.checkpoint_channel)
+    view_cache = ViewCache(settings.view_cache_mb * 1024 * 1024)
+    watcher = CheckpointWatcher(redis, layout.checkpoint_channel, read_model, view_cache)
     return Container(
         settings=settings,
         engine=engine,
@@ -121,10 +127,12 @@ def build(settings: Settings) -> Container:
             CursorCodec(settings.secret_key.get_secret_value()),
             watcher,
             settings.consistency_wait_ms / 1000,
+            view_cache,
         ),
         read_model=read_model,
         projection_store=ProjectionStore(redis, layout),
         watcher=watcher,
+        view_cache=view_cache,
         tokens=TokenCodec(settings.secret_key.get_secret_value()),
         session_factory=session_factory,
     )

@@ -14,11 +14,11 @@ from redis.asyncio import Redis
 
 from app.infrastructure import views
 from app.infrastructure.projection import ItemState, ViewOp
-from app.infrastructure.redis_keys import KeyLayout, scan_pattern, view_suffix
+from app.infrastructure.redis_keys import ChangeNotice, KeyLayout, scan_pattern, view_suffix
 
 # KEYS[1] checkpoint key of the target generation, KEYS[2] the pointer that must name
 # that generation (`gen` for the live one, `building` while restoring).
-# ARGV: base, generation, expected checkpoint, new checkpoint, channel, message, op count,
+# ARGV: base, generation, expected checkpoint, new checkpoint, channel, ChangeNotice, op count,
 # then per op: id, from, to, view ('' = deleted), n removes, (suffix, member)..., n adds, ...
 # Checks everything before it writes anything: a script that fails half-way keeps its
 # earlier writes, so the only error path is before the first write.
@@ -68,13 +68,32 @@ redis.call('PUBLISH', ARGV[5], ARGV[6])
 return {1, applied}
 """
 
-# Makes a restored generation the live one and forgets the previous one's name.
+# Makes a restored generation the live one and forgets the previous one's name; the
+# reset notice tells in-process view caches that the partition was replaced.
+# ARGV: generation, channel, partition, partition tag + ':'.
 ACTIVATE = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local old = redis.call('GET', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
+local cp = redis.call('GET', ARGV[4] .. ARGV[1] .. ':cp') or '0'
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. ':' .. cp .. ':' .. ARGV[1] .. ':*')
 return old or ''
+"""
+
+# The partition has no live generation (a fresh Redis, or one that lost its data):
+# name the generation to restore (or follow one named already) and announce that the
+# partition's views are gone. KEYS: gen, building. ARGV: new name, channel, partition.
+START_RESTORE = """
+local live = redis.call('GET', KEYS[1])
+if live then return {1, live} end
+local building = redis.call('GET', KEYS[2])
+if not building then
+  building = ARGV[1]
+  redis.call('SET', KEYS[2], building)
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. ':0::*')
+return {0, building}
 """
 
 
@@ -103,6 +122,7 @@ class ProjectionStore:
         self.layout = layout
         self._apply = redis.register_script(APPLY)
         self._activate = redis.register_script(ACTIVATE)
+        self._start_restore = redis.register_script(START_RESTORE)
 
     def _pointer(self, target: Target) -> str:
         p = target.partition
@@ -115,14 +135,12 @@ class ProjectionStore:
         partition has no live generation (a fresh Redis, or one that lost its data)."""
         target = await self.live(partition)
         if target is None:
-            building = await self._redis.get(self.layout.building(partition))
-            if building is None:
-                generation = f"g{time.time_ns() // 1000}"
-                # NX: if another projector raced us here, follow its choice.
-                await self._redis.set(self.layout.building(partition), generation, nx=True)
-                building = await self._redis.get(self.layout.building(partition))
-            assert building is not None
-            target = Target(partition, as_text(building), building=True)
+            # One step: if another projector raced us here, follow its choice.
+            live, name = await self._start_restore(
+                keys=[self.layout.gen(partition), self.layout.building(partition)],
+                args=[f"g{time.time_ns() // 1000}", self.layout.checkpoint_channel, partition],
+            )
+            target = Target(partition, as_text(name), building=live == 0)
         return target, await self.checkpoint(target)
 
     async def live(self, partition: int) -> Target | None:
@@ -165,7 +183,10 @@ class ProjectionStore:
             expected,
             new,
             self.layout.checkpoint_channel,
-            f"{target.partition}:{new}",  # wakes readers waiting for a position
+            # Wakes readers waiting for a position, and drops these ids from view caches.
+            ChangeNotice(
+                target.partition, new, target.generation, tuple(op.item_id for op in ops)
+            ).encode(),
             len(ops),
         ]
         for op in ops:
@@ -187,7 +208,8 @@ class ProjectionStore:
         """Make a restored generation live; returns the one it replaced, if any."""
         p = target.partition
         old = await self._activate(
-            keys=[self.layout.gen(p), self.layout.building(p)], args=[target.generation]
+            keys=[self.layout.gen(p), self.layout.building(p)],
+            args=[target.generation, self.layout.checkpoint_channel, p, self.layout.tag(p) + ":"],
         )
         if old == 0:
             raise Fenced(f"partition {p}: restore of {target.generation} was taken over")

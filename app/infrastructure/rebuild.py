@@ -36,6 +36,9 @@ from app.infrastructure.settings import asyncpg_dsn
 
 REBUILD_LOCK = 0x17E46
 
+# KEYS: gen, rebuild. ARGV: generation, partition tag + ':', channel, partition. The
+# reset notice (a ChangeNotice) is published in the same step as the switch, so view
+# caches drop the old generation's views exactly when readers stop following it.
 SWITCH = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {-1} end
 local live = redis.call('GET', KEYS[1])
@@ -46,6 +49,7 @@ if live then
 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. ':' .. new_cp .. ':' .. ARGV[1] .. ':*')
 return {1, live or ''}
 """
 
@@ -218,7 +222,8 @@ async def _run(container: Container, conn: asyncpg.Connection, report: RebuildRe
         for _ in range(50):
             await catch_up.catch_up()
             result = await switch(keys=[layout.gen(p), layout.rebuild(p)],
-                                  args=[generation, layout.tag(p) + ":"])  # fmt: skip
+                                  args=[generation, layout.tag(p) + ":",
+                                        layout.checkpoint_channel, p])  # fmt: skip
             if result[0] == 1:
                 catch_up.release(p)
                 report.switched.append(p)

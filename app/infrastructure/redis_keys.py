@@ -19,6 +19,8 @@ prices and the case-folded name for names, so the member order is the page order
 fall to the id in the same direction, and a cursor is just the last member seen.
 """
 
+from __future__ import annotations
+
 import zlib
 from dataclasses import dataclass
 from uuid import UUID
@@ -57,6 +59,46 @@ class KeyLayout:
     @property
     def checkpoint_channel(self) -> str:
         return f"{self.prefix}:checkpoints"
+
+
+@dataclass(frozen=True)
+class ChangeNotice:
+    """What one Redis step changed, published on `checkpoint_channel` by the very Lua
+    script that made the change (so the two are atomic, and notices come in Redis's
+    order):
+
+        "<partition>:<checkpoint>:<generation>:<id>,<id>,..."  a batch applied
+        "<partition>:<checkpoint>:<generation>:!<id>"          a view repaired in place
+        "<partition>:<checkpoint>:<generation>:*"              the partition replaced as a
+                                                               whole (generation '' when
+                                                               none is live)
+
+    The first two fields are all a checkpoint waiter needs."""
+
+    partition: int
+    checkpoint: int
+    generation: str
+    ids: tuple[str, ...] = ()
+    reset: bool = False
+    repair: bool = False
+
+    def encode(self) -> str:
+        if self.reset:
+            tail = "*"
+        else:
+            tail = ("!" if self.repair else "") + ",".join(self.ids)
+        return f"{self.partition}:{self.checkpoint}:{self.generation}:{tail}"
+
+    @classmethod
+    def parse(cls, message: bytes | str) -> ChangeNotice:
+        text = message.decode() if isinstance(message, bytes) else message
+        partition, checkpoint, generation, tail = text.split(":", 3)
+        header = (int(partition), int(checkpoint), generation)
+        if tail == "*":
+            return cls(*header, reset=True)
+        repair = tail.startswith("!")
+        ids = tail[1:] if repair else tail
+        return cls(*header, ids=tuple(ids.split(",")) if ids else (), repair=repair)
 
 
 def scan_pattern(prefix: str) -> str:

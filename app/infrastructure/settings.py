@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     projector_batch_size: int = Field(default=500, ge=1, le=10_000)
     projector_poll_interval: float = Field(default=1.0, gt=0)
 
+    # In-process cache of item views for GET by id, kept consistent by the projector's
+    # change notices (app/queries/view_cache.py); its bound in MiB, 0 turns it off.
+    view_cache_mb: int = Field(default=64, ge=0, le=65_536)
+
     # How long a read with a Consistency-Token waits for the projection (then 503).
     consistency_wait_ms: int = Field(default=2000, ge=0, le=60_000)
 

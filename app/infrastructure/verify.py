@@ -50,7 +50,8 @@ ITEM_COLUMNS = "id, name, description, price, tags, version, created_at, updated
 
 # KEYS[1] the live generation pointer. ARGV: base, generation, id, the `ver` entry as
 # checked ('' none), '1'/'0' whether a view was there, the view as checked, the new `ver`
-# entry ('' leave it), the new view ('' delete), n removes, (suffix, member)..., n adds, ...
+# entry ('' leave it), the new view ('' delete), channel, partition, n removes,
+# (suffix, member)..., n adds, ... A repair publishes its ChangeNotice in the same step.
 # Writes nothing unless the generation, the `ver` entry and the view are still what the
 # caller checked: a projector that moved the item since wins, and the re-verify tells.
 REPAIR = """
@@ -67,7 +68,9 @@ elseif view then
 end
 if ARGV[8] == '' then redis.call('DEL', vkey) else redis.call('SET', vkey, ARGV[8]) end
 if ARGV[7] ~= '' then redis.call('HSET', base .. 'ver', ARGV[3], ARGV[7]) end
-local i = 9
+local cp = redis.call('GET', base .. 'cp') or '0'
+redis.call('PUBLISH', ARGV[9], ARGV[10] .. ':' .. cp .. ':' .. ARGV[2] .. ':!' .. ARGV[3])
+local i = 11
 local n = tonumber(ARGV[i])
 for j = 1, n do redis.call('ZREM', base .. ARGV[i + 2 * j - 1], ARGV[i + 2 * j]) end
 i = i + 1 + 2 * n
@@ -518,6 +521,8 @@ class _Verifier:
             b"" if data is None else data,
             new_version,
             new_data,
+            self.layout.checkpoint_channel,
+            p,
             len(removes),
         ]
         for suffix, member in sorted(removes):

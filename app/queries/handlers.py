@@ -15,6 +15,7 @@ from app.domain.errors import ItemNotFound
 from app.queries.cursor import CursorCodec
 from app.queries.errors import ConsistencyTimeout
 from app.queries.read_model import CheckpointWatcher, ReadModel
+from app.queries.view_cache import ViewCache
 
 
 class _Checkpointed(Protocol):
@@ -63,11 +64,13 @@ class QueryHandlers:
         cursors: CursorCodec,
         watcher: CheckpointWatcher,
         wait_limit: float,
+        cache: ViewCache,
     ) -> None:
         self._read_model = read_model
         self._cursors = cursors
         self._watcher = watcher
         self._wait_limit = wait_limit
+        self._cache = cache
 
     async def _at_least(self, position: int | None, read: Callable[[], Awaitable[R]]) -> R:
         """Read until the answer reflects `position`, waking on published checkpoints."""
@@ -86,10 +89,18 @@ class QueryHandlers:
         return result
 
     async def get_item(self, query: GetItem) -> ReadAnswer:
+        # The in-process cache first (see view_cache.py for why it cannot serve a view
+        # older than one already answered); it declines a position it cannot vouch for.
+        hit = self._cache.lookup(query.item_id, query.min_position)
+        if hit is not None:
+            view, checkpoint = hit
+            return ReadAnswer(view.body, checkpoint, view.etag)
         read = await self._at_least(query.min_position, lambda: self._read_model.get(query.item_id))
+        etag = item_etag(read.version)
+        self._cache.offer(query.item_id, read, etag)
         if read.data is None:
             raise ItemNotFound(query.item_id)
-        return ReadAnswer(read.data, read.checkpoint, item_etag(read.version))
+        return ReadAnswer(read.data, read.checkpoint, etag)
 
     async def list_items(self, query: ListItems) -> ReadAnswer:
         descending = query.sort.startswith("-")

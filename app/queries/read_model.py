@@ -10,19 +10,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from redis.asyncio import Redis
 
-from app.infrastructure.redis_keys import KeyLayout, index_suffix
+from app.infrastructure.redis_keys import ChangeNotice, KeyLayout, index_suffix
 from app.queries.errors import ReadModelUnavailable
+
+if TYPE_CHECKING:
+    from app.queries.view_cache import ViewCache
 
 GET_VIEW = """
 local g = redis.call('GET', KEYS[1])
 if not g then return {0} end
 local b = ARGV[1] .. g .. ':'
 return {1, redis.call('GET', b .. 'cp') or '0', redis.call('GET', b .. 'v:' .. ARGV[2]),
-        redis.call('HGET', b .. 'ver', ARGV[2])}
+        redis.call('HGET', b .. 'ver', ARGV[2]) or '0', g}
+"""
+
+# The live generation and its checkpoint: where a view cache starts from.
+POSITION = """
+local g = redis.call('GET', KEYS[1])
+if not g then return {0} end
+return {1, redis.call('GET', ARGV[1] .. g .. ':cp') or '0', g}
 """
 
 LIST_VIEWS = """
@@ -45,11 +56,13 @@ return out
 """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ViewRead:
     data: bytes | None
     checkpoint: int
     version: int  # negative when deleted, 0 when never seen
+    partition: int = 0
+    generation: str = ""  # the live generation the view was read from
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class ReadModel:
         self.layout = layout
         self._get = redis.register_script(GET_VIEW)
         self._list = redis.register_script(LIST_VIEWS)
+        self._position = redis.register_script(POSITION)
 
     async def get(self, item_id: UUID | str) -> ViewRead:
         # A UUID goes straight to its partition; a string would be parsed again.
@@ -75,8 +89,18 @@ class ReadModel:
         )
         if reply[0] == 0:
             raise ReadModelUnavailable()
-        version = int(reply[3]) if len(reply) > 3 and reply[3] is not None else 0
-        return ViewRead(data=reply[2], checkpoint=int(reply[1]), version=version)
+        return ViewRead(reply[2], int(reply[1]), int(reply[3]), p, reply[4].decode())
+
+    async def positions(self) -> list[tuple[int, str | None, int]]:
+        """(partition, live generation or None, its checkpoint) for every partition."""
+        found: list[tuple[int, str | None, int]] = []
+        for p in range(self.layout.partitions):
+            reply = await self._position(keys=[self.layout.gen(p)], args=[self.layout.tag(p) + ":"])
+            if reply[0] == 0:
+                found.append((p, None, 0))
+            else:
+                found.append((p, reply[2].decode(), int(reply[1])))
+        return found
 
     async def list(
         self, *, sort_field: str, descending: bool, tag: str | None, after: bytes | None, count: int
@@ -115,30 +139,55 @@ class ReadModel:
 
 
 class CheckpointWatcher:
-    """Wakes readers waiting for a position when the projector publishes a new
-    checkpoint (Redis pub/sub), so read-your-writes waits are not busy polling."""
+    """Listens to the projector's change notices (Redis pub/sub): wakes readers waiting
+    for a position, so read-your-writes waits are not busy polling, and keeps the view
+    cache consistent (see view_cache.py): the cache is enabled only while this one
+    connection is subscribed, and every notice reaches it in order."""
 
-    def __init__(self, redis: Redis, channel: str) -> None:
+    def __init__(self, redis: Redis, channel: str, read_model: ReadModel, cache: ViewCache) -> None:
         self._redis = redis
         self._channel = channel
+        self._read_model = read_model
+        self._cache = cache
         self._changed = asyncio.Event()
         self._stopping = False
 
     async def run(self) -> None:
-        while not self._stopping:
+        try:
+            while not self._stopping:
+                try:
+                    async with self._redis.pubsub() as pubsub:
+                        await pubsub.subscribe(self._channel)
+                        while not self._stopping:
+                            message = await pubsub.get_message(timeout=0.5)
+                            if message is not None:
+                                await self._handle(message)
+                except Exception as exc:
+                    # The subscription is lost: notices may be too, so the cache goes.
+                    self._cache.disable()
+                    logging.getLogger("items.read").warning("checkpoint watcher: %s", exc)
+                    self._notify()  # waiters re-read (and find out Redis is down)
+                    await asyncio.sleep(0.5)
+        finally:
+            self._cache.disable()
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        notice = None
+        if message["type"] == "message":
             try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self._channel)
-                    while not self._stopping:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=0.5
-                        )
-                        if message is not None:
-                            self._notify()
-            except Exception as exc:
-                logging.getLogger("items.read").warning("checkpoint watcher: %s", exc)
-                self._notify()  # waiters re-read (and find out Redis is down)
-                await asyncio.sleep(0.5)
+                notice = ChangeNotice.parse(message["data"])
+            except ValueError:
+                # Not a notice (a projector of an older release?): what changed is
+                # unknown, so the cache starts again, as after a new subscription.
+                logging.getLogger("items.read").warning("not a change notice on %s", self._channel)
+        if notice is not None:
+            self._cache.apply(notice)
+        elif message["type"] in ("subscribe", "message"):
+            # The first confirmation, or redis-py re-subscribing after it reconnected by
+            # itself: notices may have been lost, so start again from what Redis holds.
+            self._cache.disable()
+            self._cache.enable(await self._read_model.positions())
+        self._notify()
 
     def stop(self) -> None:
         self._stopping = True

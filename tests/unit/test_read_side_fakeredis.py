@@ -31,6 +31,7 @@ from app.queries.cursor import CursorCodec
 from app.queries.errors import ConsistencyTimeout, InvalidCursor, ReadModelUnavailable
 from app.queries.handlers import GetItem, ListItems, QueryHandlers, item_etag
 from app.queries.read_model import CheckpointWatcher, ReadModel
+from app.queries.view_cache import ViewCache
 from tests.unit.builders import at, cut, random_history, uid
 
 
@@ -121,11 +122,14 @@ def queries(
     redis: Redis, partitions: int = 1, *, secret: str = "x" * 32, wait_limit: float = 0.05
 ) -> QueryHandlers:
     layout = KeyLayout("t", partitions)
+    read_model = ReadModel(redis, layout)
+    cache = ViewCache(1 << 20)  # never enabled: the watcher does not run, reads poll
     return QueryHandlers(
-        ReadModel(redis, layout),
+        read_model,
         CursorCodec(secret),
-        CheckpointWatcher(redis, layout.checkpoint_channel),  # not running: reads poll
+        CheckpointWatcher(redis, layout.checkpoint_channel, read_model, cache),
         wait_limit,
+        cache,
     )
 
 

@@ -1,0 +1,188 @@
+"""A bounded in-process cache of item views, kept consistent by the projector's notices.
+
+Why it is right (the argument the tests check):
+
+* Every Redis step that changes a live view publishes a ChangeNotice inside the same
+  Lua script, so the notice and the change are one atomic step, in Redis's one order.
+  A batch's notice carries its checkpoint; a step that replaces a partition wholesale
+  (restore, rebuild switch) publishes a reset.
+* The cache is enabled only while our one pub/sub connection is subscribed. After the
+  subscribe confirmation we read each partition's live generation and checkpoint: every
+  change after that checkpoint reaches us, in order, on that connection. A lost or
+  re-established subscription (redis-py reconnects by itself) disables and empties the
+  cache before anything else is read from that connection.
+* Per partition, `horizon` is the position up to which every notice has been applied,
+  and `floor` (>= horizon) the position a Redis read must have been taken at to be
+  stored. A read of generation G at checkpoint c >= floor shows the view as of c; a
+  later change of it has a position > c and so a notice that has not been applied yet
+  (else the floor would be past c), and applying it will drop the entry. A read that
+  returned version N just before a notice for N+1 was applied has c < floor and is
+  refused: that is the race of a read and a notice crossing.
+* A repair rewrites a view without moving the checkpoint, so a read at the same
+  checkpoint may show either side of it: its notice pins the id until the floor passes
+  that position.
+* Dropping an entry (a notice, eviction, a newer read) raises the floor to the entry's
+  checkpoint, so an older read still in flight cannot bring back an older version; a
+  Redis read newer than the cached entry drops it, and one that is not stored (a
+  deletion, another generation) raises the floor to its own checkpoint: a client just
+  answered from Redis is never answered an older version from the cache afterwards.
+* A read with a Consistency-Token is served from the cache only when the partition's
+  horizon has reached its position: every notice up to it has been applied, so the
+  entry reflects that position. Otherwise it goes to Redis.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from app.infrastructure.redis_keys import ChangeNotice
+from app.queries.read_model import ViewRead
+
+ENTRY_OVERHEAD = 240  # bytes per entry beyond its body: dict slot, key, dataclass, etag
+
+
+@dataclass(frozen=True, slots=True)
+class CachedView:
+    body: bytes
+    version: int
+    checkpoint: int  # the position of the Redis read it came from
+    partition: int
+    etag: str
+
+
+@dataclass
+class _Partition:
+    generation: str | None  # the live generation; None: unknown, nothing is stored
+    horizon: int  # every notice at or below this position has been applied
+    floor: int  # a read must have been taken at or after this position to be stored
+    pinned: dict[UUID, int] = field(default_factory=dict)  # repaired id -> its position
+
+
+class ViewCache:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.enabled = False
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[UUID, CachedView] = OrderedDict()
+        self._parts: dict[int, _Partition] = {}
+        self._bytes = 0
+
+    # -- subscription -------------------------------------------------------------------
+
+    def enable(self, positions: Iterable[tuple[int, str | None, int]]) -> None:
+        """Subscribed: (partition, live generation or None, checkpoint) read after the
+        subscribe confirmation."""
+        self.disable()
+        if self.max_bytes <= 0:
+            return
+        self._parts = {p: _Partition(g, cp, cp) for p, g, cp in positions}
+        self.enabled = True
+
+    def disable(self) -> None:
+        """The subscription is gone (or not yet confirmed): nothing is known any more."""
+        self.enabled = False
+        self._entries.clear()
+        self._parts = {}
+        self._bytes = 0
+
+    # -- reads --------------------------------------------------------------------------
+
+    def lookup(self, item_id: UUID, min_position: int | None) -> tuple[CachedView, int] | None:
+        """The cached view and the position it is known current at, or None."""
+        entry = self._entries.get(item_id)
+        if entry is None:
+            self.misses += 1
+            return None
+        horizon = self._parts[entry.partition].horizon
+        if min_position is not None and min_position > horizon:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries.move_to_end(item_id)
+        return entry, max(entry.checkpoint, horizon)
+
+    def offer(self, item_id: UUID, read: ViewRead, etag: str) -> None:
+        """A view just read from Redis; stored only when the rules above allow it."""
+        if not self.enabled:
+            return
+        version = abs(read.version)
+        old = self._entries.get(item_id)
+        if old is not None:
+            if old.version >= version:
+                return
+            self._drop(item_id)  # Redis is ahead of the cache: the entry is stale
+        part = self._parts.get(read.partition)
+        if part is None or read.checkpoint < part.floor:
+            return
+        size = 0 if read.data is None else len(read.data) + ENTRY_OVERHEAD
+        if (
+            read.data is None
+            or part.generation != read.generation
+            or part.pinned.get(item_id, -1) >= read.checkpoint
+            or size > self.max_bytes
+        ):
+            # Not stored, yet a client may be answered this version: no read older
+            # than it may be stored after it.
+            self._raise_floor(part, read.checkpoint)
+            return
+        self._entries[item_id] = CachedView(
+            read.data, version, read.checkpoint, read.partition, etag
+        )
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    # -- notices ------------------------------------------------------------------------
+
+    def apply(self, notice: ChangeNotice) -> None:
+        if not self.enabled:
+            return
+        p = notice.partition
+        if notice.reset:
+            for item_id in [i for i, e in self._entries.items() if e.partition == p]:
+                self._drop(item_id)
+            cp = notice.checkpoint
+            self._parts[p] = _Partition(notice.generation or None, cp, cp)
+            return
+        part = self._parts.get(p)
+        if part is None or part.generation != notice.generation:
+            return  # a generation readers do not follow: a restore or rebuild filling
+        for raw in notice.ids:
+            item_id = UUID(raw)
+            self._drop(item_id)
+            if notice.repair:
+                part.pinned[item_id] = notice.checkpoint
+        part.horizon = max(part.horizon, notice.checkpoint)
+        self._raise_floor(part, notice.checkpoint)
+
+    # -- bookkeeping --------------------------------------------------------------------
+
+    def _drop(self, item_id: UUID) -> None:
+        entry = self._entries.pop(item_id, None)
+        if entry is None:
+            return
+        self._bytes -= len(entry.body) + ENTRY_OVERHEAD
+        part = self._parts.get(entry.partition)
+        if part is not None:
+            self._raise_floor(part, entry.checkpoint)
+
+    @staticmethod
+    def _raise_floor(part: _Partition, position: int) -> None:
+        if position > part.floor:
+            part.floor = position
+            if part.pinned:
+                part.pinned = {i: at for i, at in part.pinned.items() if at >= position}
+
+    def stats(self) -> dict[str, int | bool]:
+        return {
+            "enabled": self.enabled,
+            "entries": len(self._entries),
+            "bytes": self._bytes,
+            "max_bytes": self.max_bytes,
+            "hits": self.hits,
+            "misses": self.misses,
+        }

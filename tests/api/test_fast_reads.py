@@ -1,0 +1,148 @@
+"""GET by id through FastItemReads answers exactly as the router does: same status,
+same headers in the same order, same body, for answers and for problems."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.exceptions
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from starlette.types import Receive, Scope, Send
+
+from app.api.fast_reads import FastItemReads, _item_id
+from app.infrastructure.settings import Settings
+from app.queries.tokens import TokenCodec
+from tests.api.test_auth import KEY, bearer, running, with_keys
+from tests.api.test_errors import assert_problem
+from tests.helpers import create, visible
+
+ITEMS = "/api/v1/items"
+
+
+@pytest.fixture
+async def router_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The same app, state and routes, with every middleware but FastItemReads."""
+    kept = app.user_middleware
+    app.user_middleware = [m for m in kept if m.cls is not FastItemReads]  # type: ignore[comparison-overlap]
+    try:
+        stack = app.build_middleware_stack()
+    finally:
+        app.user_middleware = kept
+
+    async def router_only(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = app  # what Starlette.__call__ sets before its own stack
+        await stack(scope, receive, send)
+
+    transport = httpx.ASGITransport(app=router_only)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+def _same(fast: httpx.Response, slow: httpx.Response) -> None:
+    assert fast.status_code == slow.status_code
+    assert fast.headers.raw == slow.headers.raw
+    assert fast.content == slow.content
+
+
+async def _both(
+    client: httpx.AsyncClient, router_client: httpx.AsyncClient, path: str, **kw: Any
+) -> httpx.Response:
+    fast = await client.get(path, **kw)
+    _same(fast, await router_client.get(path, **kw))
+    return fast
+
+
+def test_only_canonical_item_paths_take_the_fast_path() -> None:
+    some = str(uuid.uuid4())
+
+    def scope(path: str, method: str = "GET") -> dict[str, Any]:
+        return {"type": "http", "method": method, "path": path, "root_path": ""}
+
+    assert _item_id(scope(f"{ITEMS}/{some}")) == uuid.UUID(some)
+    assert _item_id(scope(f"{ITEMS}/{some.upper()}")) is None
+    assert _item_id(scope(f"{ITEMS}/{some.replace('-', '')}")) is None
+    assert _item_id(scope(f"{ITEMS}/{some}", "HEAD")) is None
+    assert _item_id(scope(f"{ITEMS}/{some}", "PATCH")) is None
+    assert _item_id(scope(f"{ITEMS}/{some}x")) is None
+    assert _item_id(scope(f"/api/v1/admin/{some}")) is None
+
+
+async def test_answers_match_the_router_byte_for_byte(
+    client: httpx.AsyncClient, router_client: httpx.AsyncClient
+) -> None:
+    item = await visible(client, await create(client, tags=["office"]))
+    path = f"{ITEMS}/{item['id']}"
+    got = await _both(client, router_client, path)
+    assert got.status_code == 200
+    assert got.headers["content-type"] == "application/json"
+    assert got.json() == item
+    # An upper-case id goes through the router of the same app: the same answer.
+    _same(got, await client.get(path.upper().replace("/API/V1/ITEMS", ITEMS)))
+    # A query string changes nothing for this route, on either path.
+    await _both(client, router_client, path + "?x=1")
+    not_modified = await _both(client, router_client, path, headers={"If-None-Match": '"1"'})
+    assert not_modified.status_code == 304
+    assert not_modified.content == b""
+
+
+async def test_read_your_writes_token_and_bad_token(
+    client: httpx.AsyncClient, router_client: httpx.AsyncClient, settings: Settings
+) -> None:
+    item = await create(client)
+    patched = await client.patch(f"{ITEMS}/{item['id']}", json={"name": "renamed"})
+    token = patched.headers["consistency-token"]
+    got = await _both(
+        client, router_client, f"{ITEMS}/{item['id']}", headers={"Consistency-Token": token}
+    )
+    assert got.json()["name"] == "renamed"
+    bad = await _both(
+        client, router_client, f"{ITEMS}/{item['id']}", headers={"Consistency-Token": "x" * 27}
+    )
+    assert_problem(bad, 400)
+    forged = TokenCodec("another-secret-0123456789").issue(1)
+    assert_problem(
+        await _both(
+            client, router_client, f"{ITEMS}/{item['id']}", headers={"Consistency-Token": forged}
+        ),
+        400,
+    )
+
+
+async def test_unknown_item_is_the_same_404_problem(
+    client: httpx.AsyncClient, router_client: httpx.AsyncClient
+) -> None:
+    missing = await _both(client, router_client, f"{ITEMS}/{uuid.uuid4()}")
+    assert_problem(missing, 404)
+
+
+async def test_redis_down_is_the_same_503_problem(
+    client: httpx.AsyncClient,
+    router_client: httpx.AsyncClient,
+    app: FastAPI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def down(item_id: object) -> None:
+        raise redis.exceptions.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(app.state.container.read_model, "get", down)
+    gone = await _both(client, router_client, f"{ITEMS}/{uuid.uuid4()}")
+    assert_problem(gone, 503)
+    assert gone.headers["retry-after"] == "1"
+
+
+async def test_reads_behind_read_requires_key_still_need_one(
+    settings: Settings, db: asyncpg.Connection, redis: Redis
+) -> None:
+    async with running(with_keys(settings, read_requires_key=True)) as c:
+        made = await c.post(ITEMS, json={"name": "lamp", "price": "1"}, headers=bearer(KEY))
+        path = f"{ITEMS}/{made.json()['id']}"
+        refused = await c.get(path)
+        assert_problem(refused, 401)
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        assert (await c.get(path, headers=bearer(KEY))).status_code in (200, 404)
