@@ -1,4 +1,5 @@
-"""GET /api/v1/items/{id} answered below the router, as a pure ASGI middleware.
+"""GET /api/v1/items/{id} and GET /api/v1/items (list pages) answered below the router,
+as a pure ASGI middleware.
 
 Why it exists: on one 2-core machine the router path served about 2,100-2,600 rps while
 one bare redis-py GET behind Starlette served about 8,600. A py-spy profile of the
@@ -12,12 +13,15 @@ Consistency-Token codec, If-None-Match), answers with the headers the router's
 `_read_answer` sets (a test compares both paths byte for byte), and renders every error
 through the app's own exception handlers, so 4xx/5xx stay the same problem+json.
 Anything it does not recognise (another path or method, a non-canonical id such as
-upper case) goes to the wrapped app unchanged. It sits innermost, inside the API-key
+upper case, a list query with an unknown, repeated, empty, escaped or out-of-range
+parameter) goes to the wrapped app unchanged, so the router stays the one place that
+words a 422. It sits innermost, inside the API-key
 and CORS middleware, so those still apply to it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from uuid import UUID
@@ -29,9 +33,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.items import JSON, POSITION_HEADER
 from app.api.preconditions import none_match
 from app.infrastructure.bootstrap import Container
-from app.queries.handlers import GetItem
+from app.queries.handlers import DEFAULT_SORT, GetItem, ListItems, ReadAnswer
 
-PREFIX = "/api/v1/items/"
+LIST_PATH = "/api/v1/items"
+PREFIX = LIST_PATH + "/"
+# Only the plainest query strings: no percent-escapes or '+' (the router decodes those).
+_PLAIN_QUERY = re.compile(rb"[A-Za-z0-9_.~=&-]*")
+_SORT = re.compile(r"-?(created_at|updated_at|name|price)")
+_TAG = re.compile(r"[a-z0-9-]{1,50}")
+_LIMIT = re.compile(r"[1-9][0-9]{0,2}")
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+MAX_CURSOR = 2048
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ID_LENGTH = 36
 _POSITION = POSITION_HEADER.lower().encode()
@@ -44,7 +56,8 @@ class FastItemReads:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         item_id = _item_id(scope)
-        if item_id is None:
+        listing = _list_query(scope) if item_id is None else None
+        if item_id is None and listing is None:
             await self.app(scope, receive, send)
             return
         container: Container = scope["app"].state.container
@@ -56,7 +69,13 @@ class FastItemReads:
                 token = value.decode("latin-1")
         try:
             position = None if token is None else container.tokens.position(token)
-            answer = await container.queries.get_item(GetItem(item_id, position))
+            answer: ReadAnswer
+            if item_id is not None:
+                answer = await container.queries.get_item(GetItem(item_id, position))
+            else:
+                assert listing is not None
+                query = dataclasses.replace(listing, min_position=position)
+                answer = await container.queries.list_items(query)
         except Exception as exc:
             await self._problem(scope, receive, send, exc)
             return
@@ -99,3 +118,33 @@ def _item_id(scope: Scope) -> UUID | None:
     if _CANONICAL.fullmatch(tail) is None:
         return None
     return UUID(tail)
+
+
+def _list_query(scope: Scope) -> ListItems | None:
+    """The ListItems of a plain GET of the list whose every parameter the router would
+    accept as it is, else None (the router then answers, 422s included)."""
+    if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
+        return None
+    if scope["path"] != LIST_PATH:
+        return None
+    raw: bytes = scope["query_string"]
+    if _PLAIN_QUERY.fullmatch(raw) is None:
+        return None
+    seen: set[str] = set()
+    limit, sort, tag, cursor = DEFAULT_LIMIT, DEFAULT_SORT, None, None
+    for part in raw.decode("ascii").split("&") if raw else ():
+        name, eq, value = part.partition("=")
+        if not eq or not value or name in seen:
+            return None
+        seen.add(name)
+        if name == "limit" and _LIMIT.fullmatch(value) and int(value) <= MAX_LIMIT:
+            limit = int(value)
+        elif name == "sort" and _SORT.fullmatch(value):
+            sort = value
+        elif name == "tag" and _TAG.fullmatch(value):
+            tag = value
+        elif name == "cursor" and len(value) <= MAX_CURSOR:
+            cursor = value
+        else:
+            return None
+    return ListItems(limit=limit, sort=sort, tag=tag, cursor=cursor)

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
-from app.api.fast_reads import FastItemReads, _item_id
+from app.api.fast_reads import FastItemReads, _item_id, _list_query
 from app.infrastructure.settings import Settings
 from app.queries.tokens import TokenCodec
 from tests.api.test_auth import KEY, bearer, running, with_keys
@@ -146,3 +146,65 @@ async def test_reads_behind_read_requires_key_still_need_one(
         assert_problem(refused, 401)
         assert refused.headers["www-authenticate"].startswith("Bearer")
         assert (await c.get(path, headers=bearer(KEY))).status_code in (200, 404)
+
+
+def test_only_plain_list_queries_take_the_fast_path() -> None:
+    def query(qs: bytes, path: str = ITEMS, method: str = "GET") -> Any:
+        scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+        return _list_query({**scope, "query_string": qs})
+
+    plain = query(b"limit=100&sort=-price&tag=office&cursor=abc_-")
+    assert plain is not None
+    assert (plain.limit, plain.sort, plain.tag, plain.cursor) == (100, "-price", "office", "abc_-")
+    default = query(b"")
+    assert default is not None
+    assert (default.limit, default.sort, default.tag) == (20, "-created_at", None)
+    for routed in (
+        b"limit=0",
+        b"limit=101",
+        b"limit=020",
+        b"limit=x",
+        b"limit=",
+        b"limit",
+        b"limit=5&limit=6",
+        b"sort=size",
+        b"tag=Office",
+        b"tag=%41",
+        b"tag=a+b",
+        b"other=1",
+        b"cursor=" + b"c" * 2049,
+    ):
+        assert query(routed) is None, routed
+    assert query(b"", path=ITEMS + "/") is None
+    assert query(b"", method="HEAD") is None
+
+
+async def test_list_pages_match_the_router_byte_for_byte(
+    client: httpx.AsyncClient, router_client: httpx.AsyncClient
+) -> None:
+    made = [
+        await create(client, name=f"item {n}", tags=["office"] if n % 2 else []) for n in range(5)
+    ]
+    patched = await client.patch(f"{ITEMS}/{made[0]['id']}", json={"name": "renamed"})
+    token = {"Consistency-Token": patched.headers["consistency-token"]}
+    first = await _both(client, router_client, ITEMS, headers=token)
+    assert first.json()["total"] == 5
+    for qs in ("limit=2", "limit=2&sort=name", "tag=office&sort=-price", "limit=100", "x=1"):
+        page = await _both(client, router_client, f"{ITEMS}?{qs}")
+        assert page.status_code == 200
+    page = await _both(client, router_client, f"{ITEMS}?limit=2&sort=name")
+    cursor = page.json()["next_cursor"]
+    assert cursor
+    second = await _both(client, router_client, f"{ITEMS}?limit=2&sort=name&cursor={cursor}")
+    assert [i["name"] for i in second.json()["items"]] == ["item 3", "item 4"]
+    etag = {"If-None-Match": second.headers["etag"]}
+    again = await _both(
+        client, router_client, f"{ITEMS}?limit=2&sort=name&cursor={cursor}", headers=etag
+    )
+    assert again.status_code == 304
+    # A cursor from another sort, a tampered one, and a bad token: the same problems.
+    assert_problem(await _both(client, router_client, f"{ITEMS}?limit=2&cursor={cursor}"), 400)
+    assert_problem(await _both(client, router_client, f"{ITEMS}?cursor={cursor[:-2]}AA"), 400)
+    bad = {"Consistency-Token": "x" * 27}
+    assert_problem(await _both(client, router_client, ITEMS, headers=bad), 400)
+    assert_problem(await _both(client, router_client, f"{ITEMS}?limit=0"), 422)
