@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from app.infrastructure.redis_keys import ChangeNotice, KeyLayout, index_suffix
 from app.queries.errors import ReadModelUnavailable
 
 if TYPE_CHECKING:
     from app.queries.view_cache import ViewCache
+
+# The view cache's lease is renewed by a PING on the pub/sub connection this often;
+# a PONG still due after MAX_PINGS_DUE of them means the connection has stalled.
+PING_EVERY = 0.25
+MAX_PINGS_DUE = 4
 
 GET_VIEW = """
 local g = redis.call('GET', KEYS[1])
@@ -158,10 +165,7 @@ class CheckpointWatcher:
                 try:
                     async with self._redis.pubsub() as pubsub:
                         await pubsub.subscribe(self._channel)
-                        while not self._stopping:
-                            message = await pubsub.get_message(timeout=0.5)
-                            if message is not None:
-                                await self._handle(message)
+                        await self._listen(pubsub)
                 except Exception as exc:
                     # The subscription is lost: notices may be too, so the cache goes.
                     self._cache.disable()
@@ -170,6 +174,27 @@ class CheckpointWatcher:
                     await asyncio.sleep(0.5)
         finally:
             self._cache.disable()
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        """Messages in order; a PING every PING_EVERY seconds keeps the cache's lease
+        (view_cache.py): its PONG comes after every notice published before it."""
+        pings: deque[float] = deque()  # send times of PINGs whose PONG is still due
+        while not self._stopping:
+            now = self._cache.now()
+            if len(pings) < MAX_PINGS_DUE and (not pings or now - pings[-1] >= PING_EVERY):
+                pings.append(now)
+                await pubsub.ping()
+            message = await pubsub.get_message(timeout=PING_EVERY)
+            if message is None:
+                continue
+            if message["type"] == "pong":
+                if pings:
+                    self._cache.current_as_of(pings.popleft())
+                continue
+            if message["type"] == "subscribe":
+                # PINGs sent on a connection redis-py has since replaced get no PONG.
+                pings.clear()
+            await self._handle(message)
 
     async def _handle(self, message: dict[str, Any]) -> None:
         notice = None
@@ -186,7 +211,8 @@ class CheckpointWatcher:
             # The first confirmation, or redis-py re-subscribing after it reconnected by
             # itself: notices may have been lost, so start again from what Redis holds.
             self._cache.disable()
-            self._cache.enable(await self._read_model.positions())
+            read_at = self._cache.now()
+            self._cache.enable(await self._read_model.positions(), read_at)
         self._notify()
 
     def stop(self) -> None:

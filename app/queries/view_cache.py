@@ -29,12 +29,20 @@ Why it is right (the argument the tests check):
 * A read with a Consistency-Token is served from the cache only when the partition's
   horizon has reached its position: every notice up to it has been applied, so the
   entry reflects that position. Otherwise it goes to Redis.
+* A subscription can stall without closing (a frozen Redis, a network that drops
+  packets): notices would then stop without any error. So the watcher PINGs on the
+  pub/sub connection, and a PONG, which Redis sends after every notice it published
+  before it read the PING, proves the cache current as of the PING's sending. The cache
+  answers only within LEASE seconds of the last PING so proven; past that it misses and
+  reads go to Redis (which then answers, or fails as Redis does). No process serves a
+  view more than LEASE behind Redis.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -42,6 +50,7 @@ from app.infrastructure.redis_keys import ChangeNotice
 from app.queries.read_model import ViewRead
 
 ENTRY_OVERHEAD = 240  # bytes per entry beyond its body: dict slot, key, dataclass, etag
+LEASE = 1.0  # seconds a PONG keeps the cache answering (see the module docstring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +71,13 @@ class _Partition:
 
 
 class ViewCache:
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(
+        self, max_bytes: int, lease: float = LEASE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.max_bytes = max_bytes
+        self.lease = lease
+        self._clock = clock
+        self._current_until = 0.0
         self.enabled = False
         self.hits = 0
         self.misses = 0
@@ -73,18 +87,28 @@ class ViewCache:
 
     # -- subscription -------------------------------------------------------------------
 
-    def enable(self, positions: Iterable[tuple[int, str | None, int]]) -> None:
+    def enable(self, positions: Iterable[tuple[int, str | None, int]], read_at: float) -> None:
         """Subscribed: (partition, live generation or None, checkpoint) read after the
-        subscribe confirmation."""
+        subscribe confirmation, by a read that started at `read_at` (clock time)."""
         self.disable()
         if self.max_bytes <= 0:
             return
         self._parts = {p: _Partition(g, cp, cp) for p, g, cp in positions}
         self.enabled = True
+        self.current_as_of(read_at)
+
+    def current_as_of(self, sent_at: float) -> None:
+        """A PONG came back for a PING sent at `sent_at` (clock time): every notice
+        published before then has been applied."""
+        self._current_until = max(self._current_until, sent_at + self.lease)
+
+    def now(self) -> float:
+        return self._clock()
 
     def disable(self) -> None:
         """The subscription is gone (or not yet confirmed): nothing is known any more."""
         self.enabled = False
+        self._current_until = 0.0
         self._entries.clear()
         self._parts = {}
         self._bytes = 0
@@ -94,7 +118,7 @@ class ViewCache:
     def lookup(self, item_id: UUID, min_position: int | None) -> tuple[CachedView, int] | None:
         """The cached view and the position it is known current at, or None."""
         entry = self._entries.get(item_id)
-        if entry is None:
+        if entry is None or self._clock() > self._current_until:
             self.misses += 1
             return None
         horizon = self._parts[entry.partition].horizon

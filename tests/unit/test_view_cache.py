@@ -23,14 +23,19 @@ def cached(cache: ViewCache, item_id: UUID, min_position: int | None = None) -> 
     return None if hit is None else hit[0].version
 
 
+def frozen() -> float:
+    """The cache's clock in these tests: a PING proven at 0.0 keeps it answering."""
+    return 0.0
+
+
 def changed(checkpoint: int, *ids: UUID, gen: str = G, partition: int = 0) -> ChangeNotice:
     return ChangeNotice(partition, checkpoint, gen, tuple(str(i) for i in ids))
 
 
 @pytest.fixture
 def cache() -> ViewCache:
-    c = ViewCache(1 << 20)
-    c.enable([(0, G, 10), (1, G, 10)])
+    c = ViewCache(1 << 20, clock=frozen)
+    c.enable([(0, G, 10), (1, G, 10)], 0.0)
     return c
 
 
@@ -52,11 +57,11 @@ def test_notices_round_trip_and_keep_partition_and_checkpoint_first() -> None:
 
 
 def test_disabled_until_enabled_and_emptied_when_disabled() -> None:
-    cache = ViewCache(1 << 20)
+    cache = ViewCache(1 << 20, clock=frozen)
     item = uuid4()
     cache.offer(item, read(1, 10), '"1"')
     assert cached(cache, item) is None
-    cache.enable([(0, G, 10)])
+    cache.enable([(0, G, 10)], 0.0)
     cache.offer(item, read(1, 10), '"1"')
     assert cached(cache, item) == 1
     cache.disable()
@@ -67,8 +72,8 @@ def test_disabled_until_enabled_and_emptied_when_disabled() -> None:
 
 
 def test_zero_bytes_means_off() -> None:
-    cache = ViewCache(0)
-    cache.enable([(0, G, 10)])
+    cache = ViewCache(0, clock=frozen)
+    cache.enable([(0, G, 10)], 0.0)
     item = uuid4()
     cache.offer(item, read(1, 10), '"1"')
     assert not cache.enabled
@@ -197,8 +202,8 @@ def test_a_token_is_served_only_up_to_the_horizon(cache: ViewCache) -> None:
 
 def test_bounded_by_bytes_least_recently_used_first(cache: ViewCache) -> None:
     size = len(read(1, 10).data or b"") + ENTRY_OVERHEAD
-    small = ViewCache(3 * size)
-    small.enable([(0, G, 10)])
+    small = ViewCache(3 * size, clock=frozen)
+    small.enable([(0, G, 10)], 0.0)
     a, b, c, d = uuid4(), uuid4(), uuid4(), uuid4()
     for item in (a, b, c):
         small.offer(item, read(1, 10), '"1"')
@@ -211,10 +216,28 @@ def test_bounded_by_bytes_least_recently_used_first(cache: ViewCache) -> None:
 
 def test_eviction_keeps_older_reads_out(cache: ViewCache) -> None:
     size = len(read(1, 10).data or b"") + ENTRY_OVERHEAD
-    small = ViewCache(size)
-    small.enable([(0, G, 10)])
+    small = ViewCache(size, clock=frozen)
+    small.enable([(0, G, 10)], 0.0)
     a, b = uuid4(), uuid4()
     small.offer(a, read(2, 12), '"2"')
     small.offer(b, read(1, 12), '"1"')  # evicts a
     small.offer(a, read(1, 10), '"1"')  # an older read of a, still in flight
     assert cached(small, a) is None
+
+
+def test_answers_only_within_the_lease_of_the_last_proven_ping() -> None:
+    now = [100.0]
+    cache = ViewCache(1 << 20, lease=1.0, clock=lambda: now[0])
+    cache.enable([(0, G, 10)], read_at=100.0)
+    item = uuid4()
+    cache.offer(item, read(1, 10), '"1"')
+    now[0] = 100.9
+    assert cached(cache, item) == 1
+    now[0] = 101.1  # no PONG since: the subscription may have stalled
+    assert cached(cache, item) is None
+    cache.current_as_of(100.5)  # a PONG for a PING sent at 100.5
+    assert cached(cache, item) == 1
+    now[0] = 101.6
+    assert cached(cache, item) is None
+    cache.current_as_of(100.2)  # a late PONG of an older PING proves nothing newer
+    assert cached(cache, item) is None
