@@ -105,9 +105,7 @@ class _Owners:
         if any(later.running(x) for x in self.xip):
             return False
         # Every id in [xmax, bound) has ended in `later`: below its xmax and not listed.
-        return self.bound <= later.xmax and not any(
-            self.xmax <= x < self.bound for x in later.xip
-        )
+        return self.bound <= later.xmax and not any(self.xmax <= x < self.bound for x in later.xip)
 
 
 class GapGuard:

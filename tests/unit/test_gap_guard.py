@@ -129,5 +129,8 @@ def test_snapshot_parses_pg_snapshot_text(text: str, xmin: int, xmax: int, xip: 
 
 def test_ids_at_or_above_xmax_count_as_running() -> None:
     s = Snapshot.parse("10:20:12")
-    assert s.running(12) and s.running(20) and s.running(25)
-    assert not s.running(11) and not s.running(19)
+    assert s.running(12)
+    assert s.running(20)
+    assert s.running(25)
+    assert not s.running(11)
+    assert not s.running(19)
