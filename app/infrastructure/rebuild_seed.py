@@ -66,8 +66,10 @@ class _Partition:
         )
         raw_id = item_id.encode()
         key = (self.base + "v:").encode() + raw_id
-        self.views.append(_bulk(key) + _bulk(views.render(view)))
-        self.versions.append(_bulk(raw_id) + _bulk(b"%d" % version))
+        data = views.render(view)
+        self.views.append(b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(key), key, len(data), data))
+        digits = b"%d" % version
+        self.versions.append(b"$36\r\n%b\r\n$%d\r\n%b\r\n" % (raw_id, len(digits), digits))
         tail = b"\x00" + raw_id
         members = [_ZERO + _bulk(k.encode() + tail) for k in sort_keys(view)]
         for tag in (None, *tags):
