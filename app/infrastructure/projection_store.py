@@ -219,8 +219,15 @@ class ProjectionStore:
         """Delete every key of a generation that no reader follows any more."""
         pattern = scan_pattern(self.layout.base(partition, generation))
         removed = 0
+        doomed: list[bytes] = []
+        # One UNLINK per thousand keys, not per key: a generation has millions of them.
         async for key in self._redis.scan_iter(match=pattern, count=1000):
-            removed += await self._redis.unlink(key)
+            doomed.append(key)
+            if len(doomed) >= 1000:
+                removed += await self._redis.unlink(*doomed)
+                doomed = []
+        if doomed:
+            removed += await self._redis.unlink(*doomed)
         return removed
 
 

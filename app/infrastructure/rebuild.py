@@ -26,12 +26,10 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from app.infrastructure import views
 from app.infrastructure.bootstrap import Container
 from app.infrastructure.projection_store import Target, as_text
 from app.infrastructure.projector import Projector
-from app.infrastructure.redis_keys import index_members, view_suffix
-from app.infrastructure.repositories import item_from_row
+from app.infrastructure.rebuild_seed import ITEM_ROWS, seed_commands, send_commands
 from app.infrastructure.settings import asyncpg_dsn
 
 REBUILD_LOCK = 0x17E46
@@ -192,27 +190,26 @@ async def _run(container: Container, conn: asyncpg.Connection, report: RebuildRe
             await redis.hset(layout.base(p, generation) + "ver",
                              mapping={str(i): -v for i, v in rows})  # fmt: skip
         report.tombstones = len(tombstones)
-        cursor = conn.cursor(
-            "SELECT id, name, description, price, tags, version, created_at, updated_at"
-            " FROM items", prefetch=batch_size,
-        )  # fmt: skip
-        batch: list[asyncpg.Record] = []
-        # One batch is written to Redis while the next is fetched from PostgreSQL.
+        cursor = await conn.cursor(ITEM_ROWS)
+        # Three things overlap: PostgreSQL reads the next batch and Redis writes the
+        # previous one while this process turns the current one into commands.
+        fetching = asyncio.create_task(cursor.fetch(batch_size))
         writing: asyncio.Task[None] | None = None
-        async for row in cursor:
-            batch.append(row)
-            if len(batch) >= batch_size:
+        try:
+            while rows := await fetching:
+                fetching = asyncio.create_task(cursor.fetch(batch_size))
+                commands = seed_commands(layout, generation, rows)
                 if writing is not None:
                     await writing
-                writing = asyncio.create_task(_seed(container, generation, batch))
-                report.items += len(batch)
-                batch = []
+                writing = asyncio.create_task(send_commands(redis, commands))
+                report.items += len(rows)
                 progress.update(report.items)
-        if writing is not None:
-            await writing
-        if batch:
-            await _seed(container, generation, batch)
-            report.items += len(batch)
+            if writing is not None:
+                await writing
+        finally:
+            for task in (fetching, writing):
+                if task is not None and not task.done():
+                    task.cancel()
         progress.update(report.items, final=True)
     for p in partitions:
         await redis.set(layout.base(p, generation) + "cp", start)
@@ -248,32 +245,3 @@ def _by_partition(container: Container, pairs: list[tuple[object, int]]
     for item_id, version in pairs:
         groups[container.layout.partition_of(str(item_id))].append((item_id, version))
     return list(groups.items())
-
-
-@dataclass
-class _Seed:
-    views: dict[str, bytes] = field(default_factory=dict)
-    versions: dict[str, int] = field(default_factory=dict)
-    index: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
-
-
-async def _seed(container: Container, generation: str, rows: list[asyncpg.Record]) -> None:
-    """Write one batch of views, versions and index entries with one pipeline."""
-    layout = container.layout
-    seeds: dict[int, _Seed] = defaultdict(_Seed)
-    for row in rows:
-        view = views.item_view(item_from_row(row))
-        item_id = str(view["id"])
-        seed = seeds[layout.partition_of(item_id)]
-        seed.views[view_suffix(item_id)] = views.render(view)
-        seed.versions[item_id] = int(row["version"])
-        for suffix, member in index_members(view).items():
-            seed.index[suffix][member] = 0
-    async with container.redis.pipeline(transaction=False) as pipe:
-        for p, seed in seeds.items():
-            base = layout.base(p, generation)
-            pipe.mset({base + k: v for k, v in seed.views.items()})
-            pipe.hset(base + "ver", mapping=seed.versions)  # type: ignore[arg-type]
-            for suffix, members in seed.index.items():
-                pipe.zadd(base + suffix, members)
-        await pipe.execute()

@@ -119,23 +119,37 @@ def view_suffix(item_id: str) -> str:
 def sort_key(view: dict[str, object], sort_field: str) -> str:
     value = view[sort_field]
     if sort_field == "price":
-        # "123.45" -> 12 zero-padded digits of cents; prices are below 10^9 so this fits.
-        whole, _, cents = str(value).partition(".")
-        return f"{int(whole) * 100 + int(cents or 0):012d}"
+        return price_key(str(value))
     if sort_field == "name":
         return str(value).casefold()
     # RFC 3339 UTC with microseconds is fixed-width, so its text sorts as its time.
     return str(value)
 
 
+def price_key(price: str) -> str:
+    """Price text "123.45" -> 12 zero-padded digits of cents; prices are below 10^9 so this fits."""
+    whole, _, cents = price.partition(".")
+    return f"{int(whole) * 100 + int(cents or 0):012d}"
+
+
+def sort_keys(view: dict[str, object]) -> tuple[str, str, str, str]:
+    """The sort keys of a view, in SORT_FIELDS order."""
+    return (
+        str(view["created_at"]),
+        str(view["updated_at"]),
+        str(view["name"]).casefold(),
+        price_key(str(view["price"])),
+    )
+
+
 def index_members(view: dict[str, object]) -> dict[str, str]:
     """Every list-index entry a live view needs: index suffix -> member."""
-    item_id = str(view["id"])
-    keys = {field: sort_key(view, field) for field in SORT_FIELDS}
-    members = {index_suffix(f): f"{k}\x00{item_id}" for f, k in keys.items()}
+    tail = "\x00" + str(view["id"])
+    keys = list(zip(SORT_FIELDS, sort_keys(view), strict=True))
+    members = {index_suffix(f): k + tail for f, k in keys}
     tags = view["tags"]
     assert isinstance(tags, list)
     for tag in tags:
-        for f, k in keys.items():
-            members[index_suffix(f, tag)] = f"{k}\x00{item_id}"
+        for f, k in keys:
+            members[index_suffix(f, tag)] = k + tail
     return members

@@ -20,7 +20,9 @@ def format_price(price: Decimal) -> str:
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Always six fraction digits and "Z": fixed-width, so the text sorts as the time.
+    # (isoformat is several times faster than strftime, and this runs per view.)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def item_view(item: Item) -> View:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -11,9 +12,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.infrastructure import views
 from app.infrastructure.projection_store import as_text
 from app.infrastructure.rebuild import REBUILD_LOCK, RebuildRefused, rebuild
-from app.infrastructure.redis_keys import scan_pattern
+from app.infrastructure.redis_keys import index_members, scan_pattern
+from app.infrastructure.repositories import item_from_row
 from app.infrastructure.verify import verify
 from tests.helpers import eventually
 
@@ -153,3 +156,40 @@ async def test_an_interrupted_rebuild_leaves_the_live_generation_and_is_cleaned_
     leftovers = [k async for k in redis.scan_iter(match=scan_pattern(layout.base(0, "gkilled")))]
     assert leftovers == []
     assert (await client.get(created.headers["location"])).json() == created.json()
+
+
+async def test_rebuilt_views_are_the_bytes_the_write_side_renders(
+    container: Any, db: asyncpg.Connection
+) -> None:
+    """The rebuild renders rows through PostgreSQL's text forms; they must give exactly
+    the bytes (and index members) `views.item_view` gives, whatever the values."""
+    rows = [
+        (
+            "Ünïcødé ☃ lamp",
+            'quotes " and \\ and\nnew\tline \x01',
+            "0",
+            ["a", "b-2", "z9"],
+            datetime(2026, 1, 2, 3, 4, 5, 0, UTC),
+        ),  # fmt: skip
+        ("x", None, "999999999.99", [], datetime(2026, 11, 28, 23, 59, 59, 999999, UTC)),
+        ("MiXeD Case ß", "", "12.3", ["one"], datetime(2030, 6, 7, 8, 9, 10, 1, UTC)),
+    ]
+    for name, description, price, tags, at in rows:
+        await db.execute(
+            "INSERT INTO items (id, name, description, price, tags, version, created_at,"
+            " updated_at) VALUES (gen_random_uuid(), $1, $2, $3::numeric, $4, 3, $5::timestamptz,"
+            " $5::timestamptz + interval '1 second')",
+            name, description, price, tags, at,
+        )  # fmt: skip
+    report = await rebuild(container, out=lambda _: None)
+    assert report.items == 3
+    layout, redis = container.layout, container.redis
+    base = layout.base(0, report.generation)
+    for row in await db.fetch("SELECT * FROM items"):
+        view = views.item_view(item_from_row(row))
+        assert await redis.get(base + "v:" + str(row["id"])) == views.render(view)
+        assert int(await redis.hget(base + "ver", str(row["id"]))) == 3
+        for suffix, member in index_members(view).items():
+            assert await redis.zscore(base + suffix, member) == 0, suffix
+    verified = await verify(container, wait=5)
+    assert verified.ok, verified.summary()
