@@ -13,8 +13,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from app.domain.events import Event
 from app.domain.model import Item
+from app.infrastructure import event_codec
+from app.infrastructure.event_log import StoredEvent
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -97,3 +101,19 @@ def cut(rng: random.Random, events: list[Event]) -> list[list[Event]]:
         batches.append(events[i : i + size])
         i += size
     return batches
+
+
+def stored(events: list[Event]) -> list[StoredEvent]:
+    """The events as the event log hands them out: positions 1, 2, ... and JSON payloads."""
+    return [
+        StoredEvent(
+            position=n,
+            event_id=e.event_id,
+            item_id=e.item_id,
+            version=e.version,
+            type=type(e).__name__,
+            payload=orjson.dumps(event_codec.to_payload(e)).decode(),
+            occurred_at=e.occurred_at,
+        )
+        for n, e in enumerate(events, start=1)
+    ]

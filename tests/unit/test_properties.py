@@ -21,7 +21,6 @@ from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
 
-import orjson
 import pytest
 from fakeredis import FakeServer
 from fakeredis.aioredis import FakeRedis
@@ -35,14 +34,14 @@ from app.commands.unit_of_work import ItemRepository, UnitOfWork
 from app.domain.errors import DomainError, InvalidValue, ItemNotFound
 from app.domain.events import Event
 from app.domain.model import Item
-from app.infrastructure import event_codec, views
+from app.infrastructure import views
 from app.infrastructure.event_log import StoredEvent
 from app.infrastructure.projection import ItemState, ViewOp, diff, fold
 from app.infrastructure.projection_store import ProjectionStore, Target, as_text
 from app.infrastructure.projector import Projector
 from app.infrastructure.redis_keys import KeyLayout, index_members, scan_pattern
 from app.queries.read_model import ReadModel
-from tests.unit.builders import NAMES, TAGS, at, uid
+from tests.unit.builders import NAMES, TAGS, at, stored, uid
 
 SLOTS = 3
 SAME = "<same as now>"  # an update value resolved to the item's current value: a no-op
@@ -403,22 +402,6 @@ async def new_projector(store: ProjectionStore) -> Projector:
     return projector
 
 
-def as_stored(events: list[Event]) -> list[StoredEvent]:
-    """The events as the event log hands them out: positions 1, 2, ... and JSON payloads."""
-    return [
-        StoredEvent(
-            position=n,
-            event_id=e.event_id,
-            item_id=e.item_id,
-            version=e.version,
-            type=type(e).__name__,
-            payload=orjson.dumps(event_codec.to_payload(e)).decode(),
-            occurred_at=e.occurred_at,
-        )
-        for n, e in enumerate(events, start=1)
-    ]
-
-
 async def read_back(redis: Redis, layout: KeyLayout, ids: list[str]) -> Any:
     read_model = ReadModel(redis, layout)
     got = {}
@@ -449,14 +432,14 @@ async def project_on_redis(
         store = RecordingStore(redis, layout)
         store.sent = []
         projector = await new_projector(store)
-        stored = as_stored(events)
+        log = stored(events)
         done = 0
-        for batch in split(stored, cuts):
+        for batch in split(log, cuts):
             if data.draw(st.booleans(), label="restart"):
                 projector = await new_projector(store)  # a crash: resume from Redis
             again = data.draw(st.integers(0, done), label="redelivered from")
             if batch or again < done:
-                await projector._apply(stored[again:done] + batch)
+                await projector._apply(log[again:done] + batch)
             done += len(batch)
             if data.draw(st.booleans(), label="replay stale ops") and store.sent:
                 p, ops = data.draw(st.sampled_from(store.sent), label="stale ops")

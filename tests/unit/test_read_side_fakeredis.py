@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from app.domain.errors import ItemNotFound
 from app.domain.events import Event
 from app.domain.model import Item
-from app.infrastructure import event_codec, views
+from app.infrastructure import views
 from app.infrastructure.event_log import StoredEvent
 from app.infrastructure.projection import ItemState, ViewOp, diff, fold
 from app.infrastructure.projection_store import BaseMoved, Fenced, ProjectionStore, Target
@@ -32,7 +32,7 @@ from app.queries.errors import ConsistencyTimeout, InvalidCursor, ReadModelUnava
 from app.queries.handlers import GetItem, ListItems, QueryHandlers, item_etag
 from app.queries.read_model import CheckpointWatcher, ReadModel
 from app.queries.view_cache import ViewCache
-from tests.unit.builders import at, cut, random_history, uid
+from tests.unit.builders import at, cut, random_history, stored, uid
 
 
 @pytest.fixture
@@ -311,22 +311,6 @@ async def test_load_of_no_items(fake_redis: Redis) -> None:
     store = ProjectionStore(fake_redis, KeyLayout("t", 2))
     target, _ = await store.resolve(0)
     assert await store.load(target, []) == {}
-
-
-def stored(events: list[Event]) -> list[StoredEvent]:
-    """The events as the event log returns them, at positions 1, 2, ..."""
-    return [
-        StoredEvent(
-            position=n,
-            event_id=e.event_id,
-            item_id=e.item_id,
-            version=e.version,
-            type=type(e).__name__,
-            payload=orjson.dumps(event_codec.to_payload(e)).decode(),
-            occurred_at=e.occurred_at,
-        )
-        for n, e in enumerate(events, start=1)
-    ]
 
 
 class NoDeadLetters:
