@@ -8,7 +8,6 @@ tables and its own Redis key prefix, so no test sees another's state.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,9 +20,9 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from app.api.app import create_app
-from app.cli import migrate
 from app.infrastructure import bootstrap
 from app.infrastructure.settings import Settings, asyncpg_dsn
+from tests.api.live_server import own_database
 from tests.helpers import eventually
 
 
@@ -48,30 +47,11 @@ def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         redis_server.stop()
 
 
-def _with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    base = base.rsplit("/", 1)[0] + "/" + name
-    return base + ("?" + query if query else "")
-
-
 @pytest.fixture(scope="session")
 def database_url(server_urls: tuple[str, str]) -> Iterator[str]:
     """A fresh database for this session, migrated to head."""
-    admin = asyncpg_dsn(server_urls[0])
-    name = f"items_test_{uuid.uuid4().hex[:10]}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    url = _with_database(admin, name)
-    migrate(url)
-    yield url
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with own_database(server_urls[0]) as url:
+        yield url
 
 
 @pytest.fixture

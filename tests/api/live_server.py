@@ -63,7 +63,7 @@ def _with_database(url: str, name: str) -> str:
 def own_database(admin_url: str) -> Iterator[str]:
     """A new database on the test PostgreSQL, migrated to head; dropped afterwards."""
     admin = asyncpg_dsn(admin_url)
-    name = f"items_live_{uuid.uuid4().hex[:10]}"
+    name = f"items_test_{uuid.uuid4().hex[:10]}"
 
     async def run(sql: str) -> None:
         conn = await asyncpg.connect(admin)
