@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.items import JSON, POSITION_HEADER
 from app.api.preconditions import none_match
 from app.infrastructure.bootstrap import Container
-from app.queries.handlers import DEFAULT_SORT, GetItem, ListItems, ReadAnswer
+from app.queries.handlers import GetItem, ListItems, ReadAnswer
 
 LIST_PATH = "/api/v1/items"
 PREFIX = LIST_PATH + "/"
@@ -42,7 +42,7 @@ _PLAIN_QUERY = re.compile(rb"[A-Za-z0-9_.~=&-]*")
 _SORT = re.compile(r"-?(created_at|updated_at|name|price)")
 _TAG = re.compile(r"[a-z0-9-]{1,50}")
 _LIMIT = re.compile(r"[1-9][0-9]{0,2}")
-DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+MAX_LIMIT = 100
 MAX_CURSOR = 2048
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ID_LENGTH = 36
@@ -131,7 +131,8 @@ def _list_query(scope: Scope) -> ListItems | None:
     if _PLAIN_QUERY.fullmatch(raw) is None:
         return None
     seen: set[str] = set()
-    limit, sort, tag, cursor = DEFAULT_LIMIT, DEFAULT_SORT, None, None
+    # ListItems' own defaults, so the two paths cannot disagree on an absent parameter.
+    limit, sort, tag, cursor = ListItems.limit, ListItems.sort, ListItems.tag, ListItems.cursor
     for part in raw.decode("ascii").split("&") if raw else ():
         name, eq, value = part.partition("=")
         if not eq or not value or name in seen:
