@@ -374,10 +374,11 @@ async def wait_projected(base: str, n: int, within: float = 600.0) -> None:
 
 async def mix_with_lag(cfg: Config, base: str, prefix: str, database_url: str, ids_file: Path
                        ) -> tuple[dict[str, Any], list[float]]:  # fmt: skip
-    """The 95/5 mix, and the projection lag of every write it made: from the write's own
-    timestamp (`occurred_at`, taken in its transaction just before the commit) to the
-    moment the projector published a checkpoint covering its event, which it does in the
-    same Lua script that writes the view (so: visible in Redis). In milliseconds."""
+    """The 95/5 mix, and the projection lag of every write it made: from the database's
+    clock at the event's INSERT (`recorded_at`: the write transaction's last statement,
+    one round trip before its COMMIT) to the moment this driver received the checkpoint
+    notice covering it, which the projector publishes in the same Lua script that writes
+    the view (so: visible in Redis). In milliseconds."""
     import asyncpg
     from redis.asyncio import Redis
 
@@ -411,12 +412,12 @@ async def mix_with_lag(cfg: Config, base: str, prefix: str, database_url: str, i
             try:
                 result = await asyncio.to_thread(wrk, cfg, base, "mix", ids_file=ids_file)
                 rows = await conn.fetch(
-                    "SELECT position, item_id, occurred_at FROM events WHERE position > $1"
+                    "SELECT position, item_id, recorded_at FROM events WHERE position > $1"
                     " ORDER BY position",
                     before,
                 )
                 events = [(int(x["position"]), layout.partition_of(x["item_id"]),
-                           float(x["occurred_at"].timestamp())) for x in rows]  # fmt: skip
+                           float(x["recorded_at"].timestamp())) for x in rows]  # fmt: skip
                 need: dict[int, int] = {}
                 for position, part, _ in events:
                     need[part] = max(need.get(part, 0), position)
@@ -487,9 +488,10 @@ def bench_service(cfg: Config, procs: Processes, stores: Stores, tmp: Path
         "p99_ms": percentile(lags, 99),
         "max_ms": max(lags),
         "samples": len(lags),
-        "measured": "every write of mix_95_5: its timestamp (taken in its transaction, "
-        "just before the commit) to the checkpoint covering it being published by the "
-        "projector's Lua script (which writes the view in the same step)",
+        "measured": "every write of mix_95_5: from the database clock at its event's "
+        "INSERT (events.recorded_at; the transaction's last statement before COMMIT) to "
+        "this driver receiving the checkpoint notice that covers it, which the projector "
+        "publishes from the Lua script that writes the view",
     }
     say(f"  projection lag under mix_95_5: p50 {lag['p50_ms']:.1f} ms, "
         f"p99 {lag['p99_ms']:.1f} ms ({len(lags)} samples)")  # fmt: skip

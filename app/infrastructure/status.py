@@ -28,7 +28,8 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 """
 
 LAG_SECONDS = """
-SELECT greatest(0, extract(epoch FROM clock_timestamp() - occurred_at))::float8
+SELECT greatest(0, extract(epoch FROM clock_timestamp()
+                             - coalesce(recorded_at, occurred_at)))::float8
 FROM events WHERE position > $1 ORDER BY position LIMIT 1
 """
 

@@ -67,6 +67,10 @@ events = Table(
     # The writing transaction's id: lets the projector tell a gap that a still-open
     # transaction will fill from one an aborted transaction left for good.
     Column("tx_id", XID8, nullable=False, server_default=text("pg_current_xact_id()")),
+    # The database's clock at the INSERT (the last statement before COMMIT), where
+    # occurred_at is the handler's: projection lag is measured from this one. NULL on
+    # rows written before it existed.
+    Column("recorded_at", TIMESTAMP(timezone=True), server_default=text("clock_timestamp()")),
     UniqueConstraint("item_id", "item_version"),
 )
 
