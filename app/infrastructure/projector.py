@@ -167,7 +167,11 @@ class Projector:
             return 0
         await self._finish_restores()
         # Idle: make sure Redis still holds what we think (it may have restarted empty);
-        # if not, the next step resolves again and restores from the log.
+        # if not, the next step resolves again and restores from the log. After a batch
+        # there is no need: its script checked the generation and checkpoint itself
+        # (Fenced), and this round trip would only add to the projection lag.
+        if batch:
+            return None
         if not await self._store.still_current(list(self._targets.values())):
             log.warning("the read model in Redis is gone or moved; restoring from the log")
             self._targets.clear()
@@ -193,7 +197,7 @@ class Projector:
         by_item: dict[str, list[StoredEvent]] = defaultdict(list)
         for stored in batch:
             by_item[str(stored.item_id)].append(stored)
-        held = await self.dead_letters.held(list(by_item))
+        held = {item_id for item_id, events in by_item.items() if any(e.held for e in events)}
         for attempt in range(3):
             states = await self._store.load(target, list(by_item))
             ops, dead = [], []
