@@ -72,6 +72,9 @@ def settings(database_url: str, redis_url: str, prefix: str) -> Settings:
         redis_prefix=prefix,
         secret_key="test-secret-key-0123456789",
         projector_poll_interval=0.2,
+        # On the test's own event loop: a child process per test app would cost a
+        # second each. `items serve` in tests/faults and the bench smoke run it as a child.
+        projector_in_child=False,
         _env_file=None,
     )
 

@@ -14,6 +14,7 @@ from app.api import admin, auth, health, items, problems
 from app.api.fast_reads import FastItemReads
 from app.api.middleware import LimitBody, StripTrailingSlash
 from app.infrastructure import bootstrap
+from app.infrastructure.projector_child import ProjectorChild
 from app.infrastructure.settings import Settings
 
 log = logging.getLogger("items.api")
@@ -51,8 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth.announce(settings)
         container = bootstrap.build(settings)
         app.state.container = container
-        projector = container.projector() if settings.projector_in_process else None
-        task = asyncio.create_task(projector.run(), name="projector") if projector else None
+        child, projector = None, None
+        if settings.projector_in_process and settings.projector_in_child:
+            child = ProjectorChild(settings)
+        elif settings.projector_in_process:
+            projector = container.projector()
+        runner = child.run() if child else projector.run() if projector else None
+        task = asyncio.create_task(runner, name="projector") if runner else None
         watcher = asyncio.create_task(container.watcher.run(), name="checkpoint-watcher")
         stopping = asyncio.Event()
         purge = asyncio.create_task(_purge_keys(container, stopping), name="purge-keys")
@@ -66,8 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             watcher.cancel()
             purge.cancel()
             await asyncio.wait([watcher, purge], timeout=5)
-            if projector is not None and task is not None:
+            if child is not None:
+                await child.stop()
+            if projector is not None:
                 projector.stop()
+            if task is not None:
                 done, _ = await asyncio.wait([task], timeout=10)
                 if not done:
                     task.cancel()

@@ -49,13 +49,7 @@ class Container:
     session_factory: async_sessionmaker[AsyncSession]
 
     def projector(self) -> Projector:
-        database_url, _ = self.settings.require_urls()
-        return Projector(
-            asyncpg_dsn(database_url),
-            self.projection_store,
-            batch_size=self.settings.projector_batch_size,
-            poll_interval=self.settings.projector_poll_interval,
-        )
+        return make_projector(self.settings, self.redis)
 
     async def purge_idempotency_keys(self) -> int:
         """Delete expired Idempotency-Key records, a small batch per transaction."""
@@ -91,6 +85,17 @@ def make_redis(settings: Settings) -> Redis:
         client_name=f"items:{settings.redis_prefix}",
     )
     return Redis(connection_pool=pool)
+
+
+def make_projector(settings: Settings, redis: Redis) -> Projector:
+    database_url, _ = settings.require_urls()
+    layout = KeyLayout(settings.redis_prefix, settings.projection_partitions)
+    return Projector(
+        asyncpg_dsn(database_url),
+        ProjectionStore(redis, layout),
+        batch_size=settings.projector_batch_size,
+        poll_interval=settings.projector_poll_interval,
+    )
 
 
 def make_engine(settings: Settings) -> AsyncEngine:

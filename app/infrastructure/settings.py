@@ -57,7 +57,11 @@ class Settings(BaseSettings):
     # Items are spread over this many projection partitions (each with its own Redis
     # hash tag, checkpoint and indexes). Changing it needs a rebuild of the read model.
     projection_partitions: int = Field(default=1, ge=1, le=64)
+    # The API runs a projector with it (false: run `items projector` on its own) ...
     projector_in_process: bool = True
+    # ... in a child process of its own, so request load on the API's event loop does not
+    # delay projection (app/infrastructure/projector_child.py); false: on that loop.
+    projector_in_child: bool = True
     projector_batch_size: int = Field(default=500, ge=1, le=10_000)
     projector_poll_interval: float = Field(default=1.0, gt=0)
 

@@ -1,0 +1,92 @@
+"""The API's projector in a child process: it projects, comes back when it dies, stops
+with the API, and never outlives a killed API (which would keep the advisory lock)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from app.api.app import create_app
+from app.infrastructure.settings import Settings
+from tests.faults.processes import Spawner, free_port, items_env
+from tests.helpers import eventually
+
+ITEMS = "/api/v1/items"
+
+
+def children(pid: int) -> set[int]:
+    """Live (not zombie) projector children of `pid`, from /proc. (multiprocessing also
+    starts a resource tracker, which is not one.)"""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmdline:
+            found.add(int(entry))
+    return found
+
+
+async def _visible(client: httpx.AsyncClient, name: str) -> int:
+    created = await client.post(ITEMS, json={"name": name, "price": "1"})
+    assert created.status_code == 201
+    location = created.headers["Location"]
+
+    async def status() -> int:
+        return (await client.get(location)).status_code
+
+    return await eventually(status, lambda code: code == 200, within=15)
+
+
+async def test_the_child_projects_is_restarted_when_killed_and_stops_with_the_api(
+    settings: Settings, db: object, redis: Redis
+) -> None:
+    before = children(os.getpid())
+    app = create_app(settings.model_copy(update={"projector_in_child": True}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await eventually(app.state.container.read_model.ready, within=15)
+            assert await _visible(client, "first") == 200
+
+            async def child() -> set[int]:
+                return children(os.getpid()) - before
+
+            (first,) = await eventually(child, lambda pids: len(pids) == 1)
+            os.kill(first, signal.SIGKILL)  # no handler runs; the lock goes with its connection
+            await eventually(child, lambda pids: len(pids) == 1 and first not in pids, within=10)
+            assert await _visible(client, "after the restart") == 200
+    assert children(os.getpid()) - before == set()
+
+
+@pytest.mark.slow
+async def test_a_killed_api_takes_its_projector_child_with_it(
+    settings: Settings, db: object, redis: Redis, tmp_path: Path
+) -> None:
+    async with Spawner(tmp_path) as spawn:
+        serve = await spawn.serve("serve", items_env(settings), free_port())
+
+        async def child() -> set[int]:
+            return children(serve.pid)
+
+        (projector,) = await eventually(child, lambda pids: len(pids) == 1, within=10)
+        await serve.kill()
+
+        async def alive() -> bool:
+            try:
+                stat = Path(f"/proc/{projector}/stat").read_text()  # noqa: ASYNC240 - procfs
+            except OSError:
+                return False
+            return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+        await eventually(alive, lambda up: not up, within=5)
