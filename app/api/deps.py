@@ -7,7 +7,9 @@ from fastapi import Depends, Request
 from app.infrastructure.bootstrap import Container
 
 
-def get_container(request: Request) -> Container:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on every
+# request for one attribute read.
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
 from app.api.deps import ContainerDep
@@ -26,8 +25,7 @@ async def readyz(c: ContainerDep) -> Response:
     503 names each failed check."""
 
     async def postgres() -> str:
-        async with c.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await c.database.ping()
         return "ok"
 
     async def redis() -> str:

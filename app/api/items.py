@@ -127,20 +127,22 @@ def _write_answer(c: Container, status: int) -> Callable[[CommandResult], Stored
     return respond
 
 
-async def _write(
-    c: Container, request: Request, cmd: Command, status: int, key: str | None
-) -> Response:
+async def _write(request: Request, cmd: Command, status: int, key: str | None) -> Response:
+    # The container straight from the app, not through ContainerDep: a sub-dependency is
+    # one more round of FastAPI's dependency solving on every write.
+    c: Container = request.app.state.container
     respond = _write_answer(c, status)
-    idempotent = idempotent_request(
-        key,
-        request.method,
-        request.url.path,
-        await request.body(),
-        request.headers.get("if-match"),
-    )
-    if idempotent is None:
+    if key is None:
+        # The fingerprint (and request.url, which parses the whole URL) only when needed.
         answer = respond(await c.bus.handle(cmd))
     else:
+        idempotent = idempotent_request(
+            key,
+            request.method,
+            request.url.path,
+            await request.body(),
+            request.headers.get("if-match"),
+        )
         answer = await c.bus.handle_idempotent(cmd, idempotent, respond)
     return Response(answer.body, status_code=answer.status, headers=answer.headers)
 
@@ -162,9 +164,7 @@ def _min_position(c: Container, token: str | None) -> int | None:
     response_model=ItemOut,
     responses=_responses(400, 409, 413, 415, 422, 503),
 )
-async def create_item(
-    body: ItemCreate, request: Request, c: ContainerDep, key: IdempotencyKey = None
-) -> Response:
+async def create_item(body: ItemCreate, request: Request, key: IdempotencyKey = None) -> Response:
     cmd = CreateItem(
         item_id=uuid4(),
         name=body.name,
@@ -172,7 +172,7 @@ async def create_item(
         price=body.price,
         tags=tuple(body.tags),
     )
-    return await _write(c, request, cmd, 201, key)
+    return await _write(request, cmd, 201, key)
 
 
 @router.get(
@@ -216,14 +216,13 @@ async def update_item(
     item_id: UUID,
     body: ItemPatch,
     request: Request,
-    c: ContainerDep,
     key: IdempotencyKey = None,
     if_match: IfMatch = None,
 ) -> Response:
     cmd = UpdateItem(
         item_id=item_id, changes=body.changes(), expected_versions=parse_if_match(if_match)
     )
-    return await _write(c, request, cmd, 200, key)
+    return await _write(request, cmd, 200, key)
 
 
 @router.delete(
@@ -232,9 +231,8 @@ async def update_item(
 async def delete_item(
     item_id: UUID,
     request: Request,
-    c: ContainerDep,
     key: IdempotencyKey = None,
     if_match: IfMatch = None,
 ) -> Response:
     cmd = DeleteItem(item_id=item_id, expected_versions=parse_if_match(if_match))
-    return await _write(c, request, cmd, 204, key)
+    return await _write(request, cmd, 204, key)

@@ -37,10 +37,8 @@ class InvalidIdempotencyKey(ValueError):
 
 
 def idempotent_request(
-    key: str | None, method: str, path: str, body: bytes, if_match: str | None
-) -> IdempotentRequest | None:
-    if key is None:
-        return None
+    key: str, method: str, path: str, body: bytes, if_match: str | None
+) -> IdempotentRequest:
     if not 1 <= len(key) <= 255 or not all(" " <= c <= "~" for c in key):
         raise InvalidIdempotencyKey("Idempotency-Key must be 1..255 printable ASCII characters")
     try:

@@ -7,17 +7,18 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import orjson
 import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from app.api.preconditions import InvalidIdempotencyKey
 from app.commands.idempotency import KeyReused, RequestInFlight
 from app.domain.errors import InvalidValue, ItemNotFound, VersionMismatch
+from app.infrastructure.database import unreachable
 from app.queries.errors import (
     ConsistencyTimeout,
     InvalidCursor,
@@ -151,11 +152,9 @@ async def on_redis_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_database_error(request: Request, exc: Exception) -> Response:
-    if (
-        isinstance(exc, DBAPIError)
-        and not exc.connection_invalidated
-        and not isinstance(exc, OperationalError | InterfaceError)
-    ):
+    # A statement PostgreSQL refused is a bug (500); one that never got an answer, or a
+    # server going away, is worth a retry (503).
+    if not unreachable(exc):
         return await on_unexpected(request, exc)
     log.warning("PostgreSQL unavailable: %s", exc)
     return unavailable("the write model (PostgreSQL) is unreachable", "write-model-unreachable")
@@ -196,7 +195,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConsistencyTimeout, on_consistency_timeout)
     app.add_exception_handler(redis.exceptions.ConnectionError, on_redis_error)
     app.add_exception_handler(redis.exceptions.TimeoutError, on_redis_error)
-    app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(asyncpg.PostgresError, on_database_error)
+    app.add_exception_handler(asyncpg.InterfaceError, on_database_error)
     app.add_exception_handler(OSError, on_database_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)

@@ -12,20 +12,15 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
 
 from app.commands.bus import CommandBus
+from app.infrastructure.database import Database
 from app.infrastructure.projection_store import ProjectionStore
 from app.infrastructure.projector import Projector
 from app.infrastructure.redis_keys import KeyLayout
-from app.infrastructure.repositories import SqlIdempotencyStore
+from app.infrastructure.repositories import purge_expired_keys
 from app.infrastructure.settings import Settings, asyncpg_dsn
-from app.infrastructure.unit_of_work import SqlUnitOfWork
+from app.infrastructure.unit_of_work import PgUnitOfWork
 from app.queries.cursor import CursorCodec
 from app.queries.handlers import QueryHandlers
 from app.queries.read_model import CheckpointWatcher, ReadModel
@@ -36,7 +31,7 @@ from app.queries.view_cache import ViewCache
 @dataclass
 class Container:
     settings: Settings
-    engine: AsyncEngine
+    database: Database
     redis: Redis
     layout: KeyLayout
     bus: CommandBus
@@ -46,7 +41,6 @@ class Container:
     watcher: CheckpointWatcher
     view_cache: ViewCache
     tokens: TokenCodec
-    session_factory: async_sessionmaker[AsyncSession]
 
     def projector(self) -> Projector:
         return make_projector(self.settings, self.redis)
@@ -55,15 +49,15 @@ class Container:
         """Delete expired Idempotency-Key records, a small batch per transaction."""
         removed = 0
         while True:
-            async with self.session_factory() as session, session.begin():
-                batch = await SqlIdempotencyStore(session).purge_expired()
+            async with self.database.connection() as conn:
+                batch = await purge_expired_keys(conn)
             removed += batch
             if batch == 0:
                 return removed
 
     async def close(self) -> None:
         await self.redis.aclose()
-        await self.engine.dispose()
+        await self.database.close()
 
 
 def make_redis(settings: Settings) -> Redis:
@@ -98,24 +92,8 @@ def make_projector(settings: Settings, redis: Redis) -> Projector:
     )
 
 
-def make_engine(settings: Settings) -> AsyncEngine:
-    database_url, _ = settings.require_urls()
-    return create_async_engine(
-        database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
-        # A connection that died with a PostgreSQL restart is replaced, not handed out.
-        pool_pre_ping=True,
-        connect_args={
-            "timeout": settings.db_connect_timeout,
-            "command_timeout": settings.db_command_timeout,
-        },
-    )
-
-
 def build(settings: Settings) -> Container:
-    engine = make_engine(settings)
-    session_factory = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    database = Database(settings)
     redis = make_redis(settings)
     layout = KeyLayout(settings.redis_prefix, settings.projection_partitions)
     read_model = ReadModel(redis, layout)
@@ -123,10 +101,10 @@ def build(settings: Settings) -> Container:
     watcher = CheckpointWatcher(redis, layout.checkpoint_channel, read_model, view_cache)
     return Container(
         settings=settings,
-        engine=engine,
+        database=database,
         redis=redis,
         layout=layout,
-        bus=CommandBus(lambda: SqlUnitOfWork(session_factory)),
+        bus=CommandBus(lambda: PgUnitOfWork(database)),
         queries=QueryHandlers(
             read_model,
             CursorCodec(settings.secret_key.get_secret_value()),
@@ -139,5 +117,4 @@ def build(settings: Settings) -> Container:
         watcher=watcher,
         view_cache=view_cache,
         tokens=TokenCodec(settings.secret_key.get_secret_value()),
-        session_factory=session_factory,
     )

@@ -1,138 +1,178 @@
-"""All SQL of the write side: items rows and the event outbox."""
+"""All SQL of the write side: items rows, the event outbox and idempotency keys.
+
+Fixed statements with parameters, run on the unit of work's `Transaction` (asyncpg;
+database.py says why not SQLAlchemy). The column lists follow tables.py, the schema of
+record that the migrations create.
+"""
 
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+import orjson
 
 from app.commands.idempotency import IdempotencyStore, StoredResponse
 from app.commands.unit_of_work import ItemRepository
 from app.domain.events import Event
 from app.domain.model import Item
 from app.infrastructure import event_codec
-from app.infrastructure.tables import events, idempotency_keys, items
+from app.infrastructure.database import Transaction
 
 IDEMPOTENCY_LOCK_SPACE = 0x1D3  # first half of the two-int advisory lock key
 KEY_TTL = timedelta(hours=24)  # keys are kept (at least) this long
 
+# FOR UPDATE: concurrent commands on one item queue here, so each one sees the version
+# the previous one committed and versions grow 1, 2, 3 with no gaps.
+SELECT_ITEM_FOR_UPDATE = """
+SELECT id, name, description, price, tags, version, created_at, updated_at
+FROM items WHERE id = $1 FOR UPDATE
+"""
+INSERT_ITEM = """
+INSERT INTO items (id, name, description, price, tags, version, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+UPDATE_ITEM = """
+UPDATE items SET name = $2, description = $3, price = $4, tags = $5, version = $6,
+    updated_at = $7
+WHERE id = $1
+"""
+DELETE_ITEM = "DELETE FROM items WHERE id = $1"
+LAST_POSITION = "SELECT max(position) FROM events WHERE item_id = $1"
+# position and tx_id are filled in by PostgreSQL (identity, pg_current_xact_id()).
+INSERT_EVENT = """
+INSERT INTO events (event_id, item_id, item_version, type, payload, occurred_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+RETURNING position
+"""
 
-class SqlItemRepository(ItemRepository):
-    def __init__(self, session: AsyncSession) -> None:
+LOCK_KEY = "SELECT pg_try_advisory_xact_lock($1, hashtext($2))"
+GET_KEY = """
+SELECT fingerprint, status, headers::text AS headers, body
+FROM idempotency_keys WHERE key = $1 AND created_at > now() - $2::interval
+"""
+# An expired record that the purge has not reached yet is simply replaced.
+SAVE_KEY = """
+INSERT INTO idempotency_keys (key, fingerprint, status, headers, body, created_at)
+VALUES ($1, $2, $3, $4::jsonb, $5, now())
+ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint,
+    status = excluded.status, headers = excluded.headers, body = excluded.body,
+    created_at = excluded.created_at
+"""
+# Small batches keep locks short.
+PURGE_KEYS = """
+DELETE FROM idempotency_keys WHERE key IN (
+    SELECT key FROM idempotency_keys WHERE created_at <= now() - $1::interval LIMIT $2
+)
+"""
+
+
+class PgItemRepository(ItemRepository):
+    def __init__(self, tx: Transaction) -> None:
         super().__init__()
-        self._session = session
+        self._tx = tx
 
     async def _get(self, item_id: UUID) -> Item | None:
-        # FOR UPDATE: concurrent commands on one item queue here, so each one sees the
-        # version the previous one committed and versions grow 1, 2, 3 with no gaps.
-        stmt = select(items).where(items.c.id == item_id).with_for_update()
-        row = (await self._session.execute(stmt)).mappings().first()
+        row = await self._tx.fetchrow(SELECT_ITEM_FOR_UPDATE, item_id)
         return None if row is None else item_from_row(row)
 
     async def _add(self, item: Item) -> None:
-        await self._session.execute(insert(items).values(**_to_row(item)))
+        await self._tx.execute(
+            INSERT_ITEM,
+            item.id,
+            item.name,
+            item.description,
+            item.price,
+            list(item.tags),
+            item.version,
+            item.created_at,
+            item.updated_at,
+        )
 
     async def save(self, item: Item) -> None:
         if item.deleted:
-            await self._session.execute(delete(items).where(items.c.id == item.id))
+            await self._tx.execute(DELETE_ITEM, item.id)
             return
-        row = _to_row(item)
-        del row["id"], row["created_at"]
-        await self._session.execute(update(items).where(items.c.id == item.id).values(**row))
+        await self._tx.execute(
+            UPDATE_ITEM,
+            item.id,
+            item.name,
+            item.description,
+            item.price,
+            list(item.tags),
+            item.version,
+            item.updated_at,
+        )
 
     async def last_position(self, item_id: UUID) -> int | None:
-        stmt = select(func.max(events.c.position)).where(events.c.item_id == item_id)
-        position = (await self._session.execute(stmt)).scalar()
+        position = await self._tx.fetchval(LAST_POSITION, item_id)
         return None if position is None else int(position)
 
 
-class SqlEventStore:
+class PgEventStore:
     """Appends events to the outbox inside the caller's transaction.
 
-    The caller has already written the item row, so the transaction holds a
-    transaction id before it takes positions: the projector's gap check relies on it.
+    The caller has already written the item row (statements run in call order), so the
+    transaction holds a transaction id before it takes positions: the projector's gap
+    check (event_log.GapGuard) relies on it.
     """
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
 
     async def append(self, new_events: list[Event]) -> int:
-        rows = [
-            {
-                "event_id": e.event_id,
-                "item_id": e.item_id,
-                "item_version": e.version,
-                "type": type(e).__name__,
-                "payload": event_codec.to_payload(e),
-                "occurred_at": e.occurred_at,
-            }
-            for e in new_events
-        ]
-        result = await self._session.execute(insert(events).returning(events.c.position), rows)
-        return int(max(result.scalars().all()))
+        # One statement per event: a command raises one event, and positions taken in
+        # one transaction one after another grow.
+        position = 0
+        for e in new_events:
+            position = await self._tx.fetchval(
+                INSERT_EVENT,
+                e.event_id,
+                e.item_id,
+                e.version,
+                type(e).__name__,
+                orjson.dumps(event_codec.to_payload(e)).decode(),
+                e.occurred_at,
+            )
+        return int(position)
 
 
-class SqlIdempotencyStore(IdempotencyStore):
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+class PgIdempotencyStore(IdempotencyStore):
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
 
     async def lock(self, key: str) -> bool:
         # A transaction-scoped advisory lock on the key: a concurrent request with the
         # same key learns at once that the first is still in flight (409) instead of
         # queueing behind it. The two-int form keeps these apart from other locks.
-        stmt = select(func.pg_try_advisory_xact_lock(IDEMPOTENCY_LOCK_SPACE, func.hashtext(key)))
-        return bool((await self._session.execute(stmt)).scalar())
+        return bool(await self._tx.fetchval(LOCK_KEY, IDEMPOTENCY_LOCK_SPACE, key))
 
     async def get(self, key: str) -> tuple[str, StoredResponse] | None:
-        t = idempotency_keys
-        stmt = select(t.c.fingerprint, t.c.status, t.c.headers, t.c.body).where(
-            t.c.key == key, t.c.created_at > func.now() - KEY_TTL
-        )
-        row = (await self._session.execute(stmt)).first()
+        row = await self._tx.fetchrow(GET_KEY, key, KEY_TTL)
         if row is None:
             return None
-        return row.fingerprint, StoredResponse(row.status, dict(row.headers), bytes(row.body))
+        headers = orjson.loads(row["headers"])
+        return row["fingerprint"], StoredResponse(row["status"], headers, bytes(row["body"]))
 
     async def save(self, key: str, fingerprint: str, response: StoredResponse) -> None:
-        t = idempotency_keys
-        values = {
-            "fingerprint": fingerprint,
-            "status": response.status,
-            "headers": response.headers,
-            "body": response.body,
-            "created_at": func.now(),
-        }
-        # An expired record that the purge has not reached yet is simply replaced.
-        stmt = pg_insert(t).values(key=key, **values)
-        stmt = stmt.on_conflict_do_update(index_elements=[t.c.key], set_=values)
-        await self._session.execute(stmt)
-
-    async def purge_expired(self, batch: int = 1000) -> int:
-        """Delete a batch of expired keys; small batches keep locks short."""
-        t = idempotency_keys
-        doomed = select(t.c.key).where(t.c.created_at <= func.now() - KEY_TTL).limit(batch)
-        result = await self._session.execute(delete(t).where(t.c.key.in_(doomed.scalar_subquery())))
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        await self._tx.execute(
+            SAVE_KEY,
+            key,
+            fingerprint,
+            response.status,
+            orjson.dumps(response.headers).decode(),
+            response.body,
+        )
 
 
-def _to_row(item: Item) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "name": item.name,
-        "description": item.description,
-        "price": item.price,
-        "tags": list(item.tags),
-        "version": item.version,
-        "created_at": item.created_at,
-        "updated_at": item.updated_at,
-    }
+async def purge_expired_keys(conn: Any, batch: int = 1000) -> int:
+    """Delete a batch of expired Idempotency-Key records; the number deleted."""
+    status: str = await conn.execute(PURGE_KEYS, KEY_TTL, batch)
+    return int(status.rsplit(" ", 1)[1])  # "DELETE <n>"
 
 
 def item_from_row(row: Mapping[Any, Any]) -> Item:
-    """An Item from an items row (SQLAlchemy mapping or asyncpg record alike)."""
+    """An Item from an items row (an asyncpg record)."""
     return Item(
         id=row["id"],
         name=row["name"],

@@ -41,12 +41,14 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
 
+    # The write side's asyncpg pool holds up to twice this many connections (the size
+    # plus as much overflow, as the SQLAlchemy pool before it).
     db_pool_size: int = Field(default=10, ge=1)
     # Writes fail fast when PostgreSQL is unreachable instead of hanging the client.
     db_connect_timeout: float = Field(default=3.0, gt=0)
     # ... and when it stops answering (a hung server, a network that drops packets): a
-    # statement slower than this is abandoned and the write answers 503, about 2 s later
-    # (SQLAlchemy's bounded wait to close that connection).
+    # statement slower than this is abandoned, its connection cut, and the write
+    # answers 503.
     db_command_timeout: float = Field(default=5.0, gt=0)
     redis_max_connections: int = Field(default=64, ge=1)
     redis_timeout: float = Field(default=1.0, gt=0)

@@ -1,40 +1,45 @@
-"""The SQLAlchemy unit of work: one session, one transaction, one commit."""
+"""The PostgreSQL unit of work: one transaction on one pooled connection, one commit."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from types import TracebackType
 
 from app.commands.unit_of_work import UnitOfWork
 from app.domain.events import Event
+from app.infrastructure.database import Database, Transaction
 from app.infrastructure.repositories import (
-    SqlEventStore,
-    SqlIdempotencyStore,
-    SqlItemRepository,
+    PgEventStore,
+    PgIdempotencyStore,
+    PgItemRepository,
 )
 
 
-class SqlUnitOfWork(UnitOfWork):
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
-        self._session_factory = session_factory
+class PgUnitOfWork(UnitOfWork):
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    async def __aenter__(self) -> SqlUnitOfWork:
-        self._session = self._session_factory()
-        self.items = SqlItemRepository(self._session)
-        self._events = SqlEventStore(self._session)
-        self.idempotency = SqlIdempotencyStore(self._session)
+    async def __aenter__(self) -> PgUnitOfWork:
+        # The connection is taken by the first statement, not here: a command that
+        # fails validation in its handler never touches the pool.
+        self._tx = Transaction(self._db)
+        self.items = PgItemRepository(self._tx)
+        self._events = PgEventStore(self._tx)
+        self.idempotency = PgIdempotencyStore(self._tx)
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self.rollback()
-        finally:
-            await self._session.close()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._tx.end(exc)
 
     async def _append(self, events: list[Event]) -> int:
         return await self._events.append(events)
 
     async def _commit(self) -> None:
-        await self._session.commit()
+        await self._tx.commit()
 
     async def rollback(self) -> None:
-        await self._session.rollback()
+        await self._tx.rollback()
