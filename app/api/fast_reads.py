@@ -74,8 +74,9 @@ class FastItemReads:
                 answer = await container.queries.get_item(GetItem(item_id, position))
             else:
                 assert listing is not None
-                query = dataclasses.replace(listing, min_position=position)
-                answer = await container.queries.list_items(query)
+                if position is not None:
+                    listing = dataclasses.replace(listing, min_position=position)
+                answer = await container.queries.list_items(listing)
         except Exception as exc:
             await self._problem(scope, receive, send, exc)
             return
