@@ -50,6 +50,13 @@ _PROJECTION_EXAMPLE: dict[str, Any] = {
         "hits": 50000,
         "misses": 1300,
     },
+    "page_cache": {
+        "entries": 40,
+        "bytes": 180000,
+        "max_bytes": 8388608,
+        "hits": 90000,
+        "misses": 700,
+    },
 }
 
 
@@ -73,8 +80,9 @@ async def projection(c: ContainerDep) -> Response:
     """Where the projection stands, as `items status --json` prints it: head of the
     event log, per-partition generation and checkpoint, restores and rebuilds in
     progress, lag in events and seconds, the projector lock holder, dead letters, and
-    this process's view cache (entries, bytes, hits, misses)."""
+    this process's view and list page caches (entries, bytes, hits, misses)."""
     found = await status(c)
-    # This process's view cache (each API process has its own).
+    # This process's caches (each API process has its own).
     found["view_cache"] = c.view_cache.stats()
+    found["page_cache"] = c.page_cache.stats()
     return Response(orjson.dumps(found, default=str), media_type="application/json")

@@ -50,13 +50,19 @@ _POSITION = POSITION_HEADER.lower().encode()
 _CONTENT_TYPE = JSON.encode()
 
 
+# Parsed list query strings kept, so a hot page (a list cache hit) is not parsed again
+# each time; emptied when full, since cursors make query strings unbounded.
+MAX_PARSED = 512
+
+
 class FastItemReads:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._parsed: dict[bytes, ListItems | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         item_id = _item_id(scope)
-        listing = _list_query(scope) if item_id is None else None
+        listing = self._list_query(scope) if item_id is None else None
         if item_id is None and listing is None:
             await self.app(scope, receive, send)
             return
@@ -74,8 +80,9 @@ class FastItemReads:
                 answer = await container.queries.get_item(GetItem(item_id, position))
             else:
                 assert listing is not None
-                query = dataclasses.replace(listing, min_position=position)
-                answer = await container.queries.list_items(query)
+                if position is not None:
+                    listing = dataclasses.replace(listing, min_position=position)
+                answer = await container.queries.list_items(listing)
         except Exception as exc:
             await self._problem(scope, receive, send, exc)
             return
@@ -91,6 +98,21 @@ class FastItemReads:
         headers.append((b"content-type", _CONTENT_TYPE))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
+
+    def _list_query(self, scope: Scope) -> ListItems | None:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
+            return None
+        if scope["path"] != LIST_PATH:
+            return None
+        raw: bytes = scope["query_string"]
+        try:
+            return self._parsed[raw]
+        except KeyError:
+            pass
+        if len(self._parsed) >= MAX_PARSED:
+            self._parsed.clear()
+        parsed = self._parsed[raw] = _list_query(raw)
+        return parsed
 
     async def _problem(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
         """The answer the app's own exception handler gives for `exc` (looked up by MRO,
@@ -120,14 +142,9 @@ def _item_id(scope: Scope) -> UUID | None:
     return UUID(tail)
 
 
-def _list_query(scope: Scope) -> ListItems | None:
-    """The ListItems of a plain GET of the list whose every parameter the router would
+def _list_query(raw: bytes) -> ListItems | None:
+    """The ListItems of a list query string whose every parameter the router would
     accept as it is, else None (the router then answers, 422s included)."""
-    if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
-        return None
-    if scope["path"] != LIST_PATH:
-        return None
-    raw: bytes = scope["query_string"]
     if _PLAIN_QUERY.fullmatch(raw) is None:
         return None
     seen: set[str] = set()

@@ -67,8 +67,9 @@ class Settings(BaseSettings):
     projector_batch_size: int = Field(default=500, ge=1, le=10_000)
     projector_poll_interval: float = Field(default=1.0, gt=0)
 
-    # In-process cache of item views for GET by id, kept consistent by the projector's
-    # change notices (app/queries/view_cache.py); its bound in MiB, 0 turns it off.
+    # In-process caches of item views (GET by id) and list pages, kept consistent by the
+    # projector's change notices (view_cache.py, page_cache.py); their bound in MiB,
+    # pages taking an eighth of it; 0 turns both off.
     view_cache_mb: int = Field(default=64, ge=0, le=65_536)
 
     # How long a read with a Consistency-Token waits for the projection (then 503).

@@ -14,6 +14,7 @@ import orjson
 from app.domain.errors import ItemNotFound
 from app.queries.cursor import CursorCodec
 from app.queries.errors import ConsistencyTimeout
+from app.queries.page_cache import CachedPage, PageCache
 from app.queries.read_model import CheckpointWatcher, ReadModel
 from app.queries.view_cache import ViewCache
 
@@ -65,12 +66,14 @@ class QueryHandlers:
         watcher: CheckpointWatcher,
         wait_limit: float,
         cache: ViewCache,
+        pages: PageCache,
     ) -> None:
         self._read_model = read_model
         self._cursors = cursors
         self._watcher = watcher
         self._wait_limit = wait_limit
         self._cache = cache
+        self._pages = pages
 
     async def _at_least(self, position: int | None, read: Callable[[], Awaitable[R]]) -> R:
         """Read until the answer reflects `position`, waking on published checkpoints."""
@@ -103,6 +106,13 @@ class QueryHandlers:
         return ReadAnswer(read.data, read.checkpoint, etag)
 
     async def list_items(self, query: ListItems) -> ReadAnswer:
+        # Keyed by the cursor as sent: a page is only stored after its cursor was
+        # decoded for this very sort and tag, so a hit needs no second check (and a
+        # forged cursor can only miss).
+        key = (query.limit, query.sort, query.tag, query.cursor)
+        hit = self._pages.lookup(key, query.min_position)
+        if hit is not None:
+            return ReadAnswer(hit.body, hit.checkpoint, hit.etag)
         descending = query.sort.startswith("-")
         field = query.sort.lstrip("-")
         if field not in SORTS:
@@ -140,4 +150,5 @@ class QueryHandlers:
         # The page's ETag is a digest of its bytes: it changes whenever an item on the
         # page, the next cursor or the total does.
         etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        self._pages.offer(key, CachedPage(body, etag, found.checkpoint, found.reads))
         return ReadAnswer(body, found.checkpoint, etag)

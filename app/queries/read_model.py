@@ -54,7 +54,7 @@ if ARGV[3] == 'desc' then
 else
   members = redis.call('ZRANGE', ix, ARGV[4], '+', 'BYLEX', 'LIMIT', 0, ARGV[5])
 end
-local out = {1, redis.call('GET', b .. 'cp') or '0', redis.call('ZCARD', ix)}
+local out = {1, redis.call('GET', b .. 'cp') or '0', redis.call('ZCARD', ix), g}
 for _, m in ipairs(members) do
   out[#out + 1] = m
   out[#out + 1] = redis.call('GET', b .. 'v:' .. string.sub(m, -36))
@@ -76,7 +76,10 @@ class ViewRead:
 class IndexSlice:
     entries: list[tuple[bytes, bytes]]  # (index member, view bytes), in page order
     total: int
-    checkpoint: int
+    checkpoint: int  # the lowest of `reads`' checkpoints
+    # (live generation, checkpoint) each partition was read at, in partition order:
+    # what the page cache needs to judge the read (page_cache.py).
+    reads: tuple[tuple[str, int], ...] = ()
 
 
 class ReadModel:
@@ -121,7 +124,7 @@ class ReadModel:
         direction = "desc" if descending else "asc"
         entries: list[tuple[bytes, bytes]] = []
         total = 0
-        checkpoint: int | None = None
+        reads: list[tuple[str, int]] = []
         for p in range(self.layout.partitions):
             reply = await self._list(
                 keys=[self.layout.gen(p)],
@@ -129,15 +132,16 @@ class ReadModel:
             )
             if reply[0] == 0:
                 raise ReadModelUnavailable()
-            cp = int(reply[1])
-            checkpoint = cp if checkpoint is None else min(checkpoint, cp)
+            reads.append((reply[3].decode(), int(reply[1])))
             total += int(reply[2])
-            pairs = reply[3:]
-            entries += [(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2) if pairs[i + 1]]
+            pairs = iter(reply[4:])
+            # A member whose view is missing (nil) is skipped; pairs alternate member, view.
+            entries += [(m, v) for m, v in zip(pairs, pairs, strict=True) if v]
         if self.layout.partitions > 1:
             entries.sort(key=lambda e: e[0], reverse=descending)
             entries = entries[:count]
-        return IndexSlice(entries=entries, total=total, checkpoint=checkpoint or 0)
+        checkpoint = min(cp for _, cp in reads)
+        return IndexSlice(entries=entries, total=total, checkpoint=checkpoint, reads=tuple(reads))
 
     async def ready(self) -> bool:
         """Every partition has a live generation."""

@@ -36,6 +36,9 @@ Why it is right (the argument the tests check):
   answers only within LEASE seconds of the last PING so proven; past that it misses and
   reads go to Redis (which then answers, or fails as Redis does). No process serves a
   view more than LEASE behind Redis.
+
+List pages are cached by page_cache.py on the same subscription, horizon, floor and
+lease; it is told of every notice and of every disable through `observe`.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 from uuid import UUID
 
 from app.infrastructure.redis_keys import ChangeNotice
@@ -63,11 +67,24 @@ class CachedView:
 
 
 @dataclass
-class _Partition:
+class Partition:
     generation: str | None  # the live generation; None: unknown, nothing is stored
     horizon: int  # every notice at or below this position has been applied
     floor: int  # a read must have been taken at or after this position to be stored
     pinned: dict[UUID, int] = field(default_factory=dict)  # repaired id -> its position
+    # The position of the last repair: a read taken at it may show either side of the
+    # repair (which does not move the checkpoint), so a page read there is not stored.
+    repaired: int = -1
+
+
+class Observer(Protocol):
+    """Another cache built on this one's notices (page_cache.py)."""
+
+    def changed(self, partition: int) -> None:
+        """A notice for the live generation of `partition` was applied."""
+
+    def cleared(self) -> None:
+        """The cache was disabled: nothing is known any more."""
 
 
 class ViewCache:
@@ -82,8 +99,12 @@ class ViewCache:
         self.hits = 0
         self.misses = 0
         self._entries: OrderedDict[UUID, CachedView] = OrderedDict()
-        self._parts: dict[int, _Partition] = {}
+        self._parts: dict[int, Partition] = {}
         self._bytes = 0
+        self._observers: list[Observer] = []
+
+    def observe(self, observer: Observer) -> None:
+        self._observers.append(observer)
 
     # -- subscription -------------------------------------------------------------------
 
@@ -93,7 +114,7 @@ class ViewCache:
         self.disable()
         if self.max_bytes <= 0:
             return
-        self._parts = {p: _Partition(g, cp, cp) for p, g, cp in positions}
+        self._parts = {p: Partition(g, cp, cp) for p, g, cp in positions}
         self.enabled = True
         self.current_as_of(read_at)
 
@@ -105,6 +126,14 @@ class ViewCache:
     def now(self) -> float:
         return self._clock()
 
+    def answering(self) -> bool:
+        """Enabled and within the lease: an entry may be served."""
+        return self.enabled and self._clock() <= self._current_until
+
+    def partition(self, partition: int) -> Partition | None:
+        """What is known of `partition` (None while disabled or for an unknown one)."""
+        return self._parts.get(partition)
+
     def disable(self) -> None:
         """The subscription is gone (or not yet confirmed): nothing is known any more."""
         self.enabled = False
@@ -112,6 +141,8 @@ class ViewCache:
         self._entries.clear()
         self._parts = {}
         self._bytes = 0
+        for observer in self._observers:
+            observer.cleared()
 
     # -- reads --------------------------------------------------------------------------
 
@@ -170,7 +201,8 @@ class ViewCache:
             for item_id in [i for i, e in self._entries.items() if e.partition == p]:
                 self._drop(item_id)
             cp = notice.checkpoint
-            self._parts[p] = _Partition(notice.generation or None, cp, cp)
+            self._parts[p] = Partition(notice.generation or None, cp, cp)
+            self._changed(p)
             return
         part = self._parts.get(p)
         if part is None or part.generation != notice.generation:
@@ -180,8 +212,15 @@ class ViewCache:
             self._drop(item_id)
             if notice.repair:
                 part.pinned[item_id] = notice.checkpoint
+        if notice.repair:
+            part.repaired = max(part.repaired, notice.checkpoint)
         part.horizon = max(part.horizon, notice.checkpoint)
         self._raise_floor(part, notice.checkpoint)
+        self._changed(p)
+
+    def _changed(self, partition: int) -> None:
+        for observer in self._observers:
+            observer.changed(partition)
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -194,8 +233,15 @@ class ViewCache:
         if part is not None:
             self._raise_floor(part, entry.checkpoint)
 
+    def raise_floor(self, partition: int, position: int) -> None:
+        """No read of `partition` older than `position` may be stored any more: a client
+        may have been answered as of `position`."""
+        part = self._parts.get(partition)
+        if part is not None:
+            self._raise_floor(part, position)
+
     @staticmethod
-    def _raise_floor(part: _Partition, position: int) -> None:
+    def _raise_floor(part: Partition, position: int) -> None:
         if position > part.floor:
             part.floor = position
             if part.pinned:

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
-from app.api.fast_reads import FastItemReads, _item_id, _list_query
+from app.api.fast_reads import MAX_PARSED, FastItemReads, _item_id
 from app.infrastructure.settings import Settings
 from app.queries.tokens import TokenCodec
 from tests.api.test_auth import KEY, bearer, running, with_keys
@@ -148,10 +148,19 @@ async def test_reads_behind_read_requires_key_still_need_one(
         assert (await c.get(path, headers=bearer(KEY))).status_code in (200, 404)
 
 
+async def _unused(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("not called")
+
+
 def test_only_plain_list_queries_take_the_fast_path() -> None:
+    reads = FastItemReads(_unused)
+
     def query(qs: bytes, path: str = ITEMS, method: str = "GET") -> Any:
         scope = {"type": "http", "method": method, "path": path, "root_path": ""}
-        return _list_query({**scope, "query_string": qs})
+        # Twice: the second answer comes from the parsed queries kept, and must agree.
+        first = reads._list_query({**scope, "query_string": qs})
+        assert reads._list_query({**scope, "query_string": qs}) == first
+        return first
 
     plain = query(b"limit=100&sort=-price&tag=office&cursor=abc_-")
     assert plain is not None
@@ -177,6 +186,9 @@ def test_only_plain_list_queries_take_the_fast_path() -> None:
         assert query(routed) is None, routed
     assert query(b"", path=ITEMS + "/") is None
     assert query(b"", method="HEAD") is None
+    for n in range(3 * MAX_PARSED):  # cursors make query strings unbounded; the kept are not
+        query(b"cursor=c%d" % n)
+    assert len(reads._parsed) <= MAX_PARSED
 
 
 async def test_list_pages_match_the_router_byte_for_byte(

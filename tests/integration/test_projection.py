@@ -237,12 +237,14 @@ async def test_lost_redis_data_is_restored_by_the_projector(
 
     ready = await client.get("/readyz")
     assert ready.status_code in (200, 503)  # the projector may already have restored
+    # Ready again only once restored. (Until the projector's reset notice, the list may
+    # still come from the page cache, which nothing told of keys deleted behind its back.)
+    await eventually(lambda: client.get("/readyz"), lambda r: r.status_code == 200)
     page = await eventually(
         lambda: client.get("/api/v1/items", params={"tag": "kept"}),
         lambda r: r.status_code == 200 and r.json()["total"] == 5,
     )
     assert sorted(i["id"] for i in page.json()["items"]) == sorted(i["id"] for i in items)
-    assert (await client.get("/readyz")).status_code == 200
 
 
 def _text(value: bytes | str) -> str:

@@ -30,6 +30,7 @@ from app.infrastructure.redis_keys import KeyLayout
 from app.queries.cursor import CursorCodec
 from app.queries.errors import ConsistencyTimeout, InvalidCursor, ReadModelUnavailable
 from app.queries.handlers import GetItem, ListItems, QueryHandlers, item_etag
+from app.queries.page_cache import PageCache
 from app.queries.read_model import CheckpointWatcher, ReadModel
 from app.queries.view_cache import ViewCache
 from tests.unit.builders import at, cut, random_history, stored, uid
@@ -130,6 +131,7 @@ def queries(
         CheckpointWatcher(redis, layout.checkpoint_channel, read_model, cache),
         wait_limit,
         cache,
+        PageCache(cache, 1 << 20),
     )
 
 
