@@ -3,7 +3,8 @@
 One run, on one machine:
 
 - starts `items serve` (uvicorn, uvloop, httptools, no access log, one worker) pinned to
-  one CPU, with wrk (and this driver) pinned to the other;
+  one CPU, with wrk (and this driver) pinned to the other; the API's projector runs in its
+  child process, which inherits the pin: the whole service shares that one CPU;
 - seeds N items through the API (BENCH_ITEMS, default 100,000);
 - measures GET by id (random ids, keep-alive, 64 connections), GET list (pages of 20 and
   100, default sort and a tag filter), POST, PATCH, a 95/5 read/write mix and, under that
