@@ -66,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # servers, so turn the re-raised signal into an ordinary exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_startup_heap=True),
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level,

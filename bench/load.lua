@@ -5,6 +5,8 @@
 --   patch  PATCH PREFIX..<id>           {"price": "<random>"}
 --   mix    95% get, 5% writes           the writes half post, half patch
 --   seed   post until SEED_COUNT items exist, their ids written to IDS_OUT
+--   sweep  GET every id of IDS_FILE once, in order (then on, round again); once every
+--          one was answered, the file SWEEP_DONE is written (the driver stops wrk)
 -- done() prints one line: RESULT rps=… p50_ms=… p99_ms=… errors=… requests=…
 local mode = os.getenv("MODE") or "get"
 local prefix = os.getenv("PREFIX") or "/api/v1/items/"
@@ -47,8 +49,26 @@ local function mix()
   return patch()
 end
 
-local modes = { get = get, post = post, patch = patch, list = list, mix = mix, seed = post }
+local swept = 0
+local function sweep()
+  swept = swept % #ids + 1
+  return wrk.format("GET", prefix .. ids[swept])
+end
+
+local modes = { sweep = sweep, get = get, post = post, patch = patch, list = list, mix = mix, seed = post }
 request = modes[mode]
+
+if mode == "sweep" then
+  local answered = 0
+  response = function()
+    answered = answered + 1
+    if answered == #ids then
+      local f = assert(io.open(os.getenv("SWEEP_DONE"), "w"))
+      f:write("done\n")
+      f:close()
+    end
+  end
+end
 
 if mode == "seed" then
   -- POSTs until SEED_COUNT items were created, writing their ids to IDS_OUT (the driver

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -44,7 +45,8 @@ every GET is answered from Redis alone. Errors are `application/problem+json`.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = False) -> FastAPI:
+    """`freeze_startup_heap`: for a serving process (`items serve`), see _freeze_heap."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -62,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         watcher = asyncio.create_task(container.watcher.run(), name="checkpoint-watcher")
         stopping = asyncio.Event()
         purge = asyncio.create_task(_purge_keys(container, stopping), name="purge-keys")
+        if freeze_startup_heap:
+            _freeze_heap()
         try:
             yield
         finally:
@@ -116,6 +120,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost, so the router only ever sees canonical paths.
     app.add_middleware(StripTrailingSlash)
     return app
+
+
+def _freeze_heap() -> None:
+    """Take everything built so far out of the cyclic garbage collector's walks.
+
+    Imports and startup leave about 100,000 tracked objects (modules, classes, FastAPI,
+    pydantic and SQLAlchemy structures, the container) that live as long as the process.
+    Every full collection walked them all: 90-190 ms on the 2-core bench machine, about
+    once a second under load, with every request in flight waiting; that was the p99
+    of GET by id. Frozen, a full collection walks only what requests built since (under
+    10 ms there). Not for tests, which build many apps: frozen objects are never freed.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _purge_keys(container: bootstrap.Container, stopping: asyncio.Event) -> None:
