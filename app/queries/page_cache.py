@@ -13,8 +13,10 @@ are blunter than the view cache's, and rest on the same facts (view_cache.py):
   drops every page. A change after the page's read has a position above it and so a
   notice not applied yet when the page was stored; its arrival drops the page.
 * Dropping pages raises each partition's floor to the highest checkpoint any of them
-  was read at, and a read that is not stored raises them to its own: a client may have
-  been answered as of those, so no older read in flight may be stored afterwards.
+  was read at, and any read from Redis (a page, stored or not, or a stored view) raises
+  them to its own: a client may have been answered as of those, so no older read in
+  flight may be stored afterwards, and a page stored below the floor is not served
+  (two reads can straddle a change whose notice is still on its way).
 * A hit is served only within the view cache's lease; a read with a Consistency-Token
   only when every partition's horizon has reached the token's position (as for views).
 
@@ -59,6 +61,14 @@ class PageCache:
         if page is None or not self._views.answering():
             self.misses += 1
             return None
+        for p, (_, cp) in enumerate(page.reads):
+            part = self._views.partition(p)
+            if part is None or cp < part.floor:
+                # A client was answered as of a later position (another page or a view
+                # read from Redis) while the notice between them is still on its way.
+                self._drop(key)
+                self.misses += 1
+                return None
         if min_position is not None:
             for p in range(len(page.reads)):
                 part = self._views.partition(p)
@@ -84,6 +94,9 @@ class PageCache:
             return
         self._pages[key] = page
         self._bytes += size
+        # Pages stored before this one at a lower checkpoint are older than an answer
+        # now given: lookup refuses them from here on.
+        self._raise_floors(page)
         for p, (_, cp) in enumerate(page.reads):
             self._highest[p] = max(self._highest.get(p, cp), cp)
         while self._bytes > self.max_bytes:

@@ -204,6 +204,8 @@ class ViewCache:
             return
         self._entries[key] = (read.data, version, read.checkpoint, read.partition, etag)
         self._bytes += size
+        # Cached list pages older than this answer must not be served after it.
+        self._raise_floor(part, read.checkpoint)
         while self._bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
 

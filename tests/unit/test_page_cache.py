@@ -8,6 +8,7 @@ import pytest
 
 from app.infrastructure.redis_keys import ChangeNotice
 from app.queries.page_cache import PAGE_OVERHEAD, CachedPage, PageCache
+from app.queries.read_model import ViewRead
 from app.queries.view_cache import ViewCache
 
 G = "g1"
@@ -178,13 +179,13 @@ def test_bounded_by_bytes_least_recently_used_first(views: ViewCache) -> None:
     small = PageCache(views, 2 * size)
     a, b, c = (1, "a", None, None), (1, "b", None, None), (1, "c", None, None)
     small.offer(a, page(12, 12))
-    small.offer(b, page(10, 10))
-    assert cached(small, b) == 10  # b is now the most recently used
-    small.offer(c, page(10, 10))
+    small.offer(b, page(12, 12))
+    assert cached(small, b) == 12  # b is now the most recently used
+    small.offer(c, page(12, 12))
     assert small.stats()["bytes"] <= 2 * size
     assert cached(small, a) is None
-    assert cached(small, b) == 10
-    assert cached(small, c) == 10
+    assert cached(small, b) == 12
+    assert cached(small, c) == 12
     small.offer(a, page(11, 11))  # an older read of the evicted page, still in flight
     assert cached(small, a) is None
 
@@ -193,3 +194,19 @@ def test_zero_bytes_stores_nothing(views: ViewCache) -> None:
     off = PageCache(views, 0)
     off.offer(KEY, page(10, 10))
     assert cached(off) is None
+
+
+def test_a_page_older_than_a_later_answer_is_not_served(views: ViewCache, pages: PageCache) -> None:
+    """Two reads straddle a change whose notice has not arrived: the page read after it
+    was answered, so the one read before it may not be served any more."""
+    pages.offer(KEY, page(10, 10))
+    pages.offer(OTHER, page(12, 10))  # read after position 12, its notice still on its way
+    assert cached(pages, OTHER) == 10
+    assert cached(pages) is None
+
+
+def test_a_view_read_from_redis_retires_older_pages(views: ViewCache, pages: PageCache) -> None:
+    pages.offer(KEY, page(10, 10))
+    read = ViewRead(b'{"id":"x"}', 12, 3, 0, G)
+    views.offer(uuid4(), read, '"3"')  # a GET by id answered as of position 12
+    assert cached(pages) is None
