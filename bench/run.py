@@ -327,16 +327,32 @@ def service_env(cfg: Config, database_url: str, prefix: str, port: int) -> dict[
 # --------------------------------------------------------------------------- the service
 
 
+@contextlib.contextmanager
+def open_ended_wrk(cfg: Config, base: str, env: dict[str, str], seconds: int, timeout: str
+                   ) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+    """wrk pinned to the load CPU for a load that ends when the caller says so (its script
+    reports progress in files): on leaving, wrk is interrupted (it would sleep out its
+    duration) or, failing that, killed."""
+    cmd = [*pin(cfg.load_cpu, cfg), "wrk", "-t1", f"-c{cfg.connections}", f"-d{seconds}s",
+           "--timeout", timeout, "-s", str(LOAD_LUA), base]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def seed_api(cfg: Config, base: str, n: int, ids_out: Path) -> float:
     """POST n items through the API with wrk (64 connections, load CPU); their ids, from the
     Location headers, go to ids_out. Returns the seconds it took."""
     env = {**os.environ, "MODE": "seed", "PREFIX": ITEMS, "SEED_COUNT": str(n),
            "IDS_OUT": str(ids_out)}  # fmt: skip
-    cmd = [*pin(cfg.load_cpu, cfg), "wrk", "-t1", f"-c{cfg.connections}", "-d3600s",
-           "--timeout", "10s", "-s", str(LOAD_LUA), base]  # fmt: skip
     began = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
+    with open_ended_wrk(cfg, base, env, 3600, "10s") as proc:
         shown = 0
         while True:
             time.sleep(0.2)
@@ -350,12 +366,6 @@ def seed_api(cfg: Config, base: str, n: int, ids_out: Path) -> float:
                 raise RuntimeError(f"wrk stopped seeding at {have}/{n}")
             if time.monotonic() - began > 3600:
                 raise RuntimeError(f"seeding timed out at {have}/{n}")
-        proc.send_signal(signal.SIGINT)  # wrk sleeps out its duration unless interrupted
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     return time.monotonic() - began
 
 
@@ -369,21 +379,12 @@ def warm_views(cfg: Config, base: str, ids_file: Path, within: float = 600.0) ->
     done.unlink(missing_ok=True)
     env = {**os.environ, "MODE": "sweep", "PREFIX": ITEMS, "IDS_FILE": str(ids_file),
            "SWEEP_DONE": str(done)}  # fmt: skip
-    cmd = [*pin(cfg.load_cpu, cfg), "wrk", "-t1", f"-c{cfg.connections}", f"-d{int(within)}s",
-           "--timeout", "5s", "-s", str(LOAD_LUA), base]  # fmt: skip
     began = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
+    with open_ended_wrk(cfg, base, env, int(within), "5s") as proc:
         while not done.exists():
             if proc.poll() is not None:
                 raise RuntimeError("wrk stopped before every id was read once")
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)  # wrk sleeps out its duration unless interrupted
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     return time.monotonic() - began
 
 
