@@ -28,8 +28,9 @@ SELECT_ITEM_FOR_UPDATE = """
 SELECT id, name, description, price, tags, version, created_at, updated_at
 FROM items WHERE id = $1 FOR UPDATE
 """
+# INSERT_ITEM and UPDATE_ITEM take the same first seven parameters (_row_values).
 INSERT_ITEM = """
-INSERT INTO items (id, name, description, price, tags, version, created_at, updated_at)
+INSERT INTO items (id, name, description, price, tags, version, updated_at, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 UPDATE_ITEM = """
@@ -77,32 +78,13 @@ class PgItemRepository(ItemRepository):
         return None if row is None else item_from_row(row)
 
     async def _add(self, item: Item) -> None:
-        await self._tx.execute(
-            INSERT_ITEM,
-            item.id,
-            item.name,
-            item.description,
-            item.price,
-            list(item.tags),
-            item.version,
-            item.created_at,
-            item.updated_at,
-        )
+        await self._tx.execute(INSERT_ITEM, *_row_values(item), item.created_at)
 
     async def save(self, item: Item) -> None:
         if item.deleted:
             await self._tx.execute(DELETE_ITEM, item.id)
             return
-        await self._tx.execute(
-            UPDATE_ITEM,
-            item.id,
-            item.name,
-            item.description,
-            item.price,
-            list(item.tags),
-            item.version,
-            item.updated_at,
-        )
+        await self._tx.execute(UPDATE_ITEM, *_row_values(item))
 
     async def last_position(self, item_id: UUID) -> int | None:
         position = await self._tx.fetchval(LAST_POSITION, item_id)
@@ -169,6 +151,19 @@ async def purge_expired_keys(conn: Any, batch: int = 1000) -> int:
     """Delete a batch of expired Idempotency-Key records; the number deleted."""
     status: str = await conn.execute(PURGE_KEYS, KEY_TTL, batch)
     return int(status.rsplit(" ", 1)[1])  # "DELETE <n>"
+
+
+def _row_values(item: Item) -> tuple[Any, ...]:
+    """The columns an insert and an update both write, in their parameter order."""
+    return (
+        item.id,
+        item.name,
+        item.description,
+        item.price,
+        list(item.tags),
+        item.version,
+        item.updated_at,
+    )
 
 
 def item_from_row(row: Mapping[Any, Any]) -> Item:
