@@ -15,11 +15,14 @@ from app.api import admin, auth, health, items, problems
 from app.api.fast_reads import FastItemReads
 from app.api.middleware import LimitBody, StripTrailingSlash
 from app.infrastructure import bootstrap
+from app.infrastructure.projector import Projector
 from app.infrastructure.projector_child import ProjectorChild
 from app.infrastructure.settings import Settings
 
 log = logging.getLogger("items.api")
 PURGE_EVERY = 600.0  # seconds
+# A child finishes its batch within projector_child.STOP_TIMEOUT or is killed (5 s more).
+PROJECTOR_STOP_WAIT = 20.0
 CORS_REQUEST_HEADERS = (
     "Authorization",
     "Content-Type",
@@ -54,13 +57,8 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
         auth.announce(settings)
         container = bootstrap.build(settings)
         app.state.container = container
-        child, projector = None, None
-        if settings.projector_in_process and settings.projector_in_child:
-            child = ProjectorChild(settings)
-        elif settings.projector_in_process:
-            projector = container.projector()
-        runner = child.run() if child else projector.run() if projector else None
-        task = asyncio.create_task(runner, name="projector") if runner else None
+        projection = _projection(settings, container)
+        task = asyncio.create_task(projection.run(), name="projector") if projection else None
         watcher = asyncio.create_task(container.watcher.run(), name="checkpoint-watcher")
         stopping = asyncio.Event()
         purge = asyncio.create_task(_purge_keys(container, stopping), name="purge-keys")
@@ -76,15 +74,13 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
             watcher.cancel()
             purge.cancel()
             await asyncio.wait([watcher, purge], timeout=5)
-            if child is not None:
-                await child.stop()
-            if projector is not None:
-                projector.stop()
-            if task is not None:
-                done, _ = await asyncio.wait([task], timeout=10)
+            if projection is not None and task is not None:
+                projection.stop()
+                done, _ = await asyncio.wait([task], timeout=PROJECTOR_STOP_WAIT)
                 if not done:
                     task.cancel()
-                    log.warning("projector did not stop within 10s; cancelled")
+                    log.warning("projector did not stop within %.0fs; cancelled",
+                                PROJECTOR_STOP_WAIT)  # fmt: skip
             await container.close()
 
     app = FastAPI(
@@ -134,6 +130,17 @@ def _freeze_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _projection(
+    settings: Settings, container: bootstrap.Container
+) -> ProjectorChild | Projector | None:
+    """The API's own projector: in a child process (the default), on this loop, or none."""
+    if not settings.projector_in_process:
+        return None
+    if settings.projector_in_child:
+        return ProjectorChild(settings)
+    return container.projector()
 
 
 async def _purge_keys(container: bootstrap.Container, stopping: asyncio.Event) -> None:

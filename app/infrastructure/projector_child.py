@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import signal
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from app.infrastructure.settings import Settings
 
@@ -38,7 +39,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 class ProjectorChild:
-    """Runs and supervises the child; `run()` until `stop()`."""
+    """Runs and supervises the child: `run()` until `stop()`, like `Projector`."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -48,6 +49,10 @@ class ProjectorChild:
     @property
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
+
+    def stop(self) -> None:
+        """`run()` then asks the child to finish its batch and release the lock."""
+        self._stopping.set()
 
     async def run(self) -> None:
         delay = RESTART_DELAY
@@ -60,10 +65,9 @@ class ProjectorChild:
             process.start()
             self._process = process
             log.info("projector child started (pid %s)", process.pid)
-            while process.exitcode is None and not self._stopping.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), 0.2)
+            await self._exit_or_stop(process)
             if self._stopping.is_set():
+                await self._end(process)
                 return
             log.error("projector child (pid %s) exited with %s; restarting in %.0fs",
                       process.pid, process.exitcode, delay)  # fmt: skip
@@ -71,14 +75,33 @@ class ProjectorChild:
                 await asyncio.wait_for(self._stopping.wait(), delay)
             delay = min(delay * 2, MAX_RESTART_DELAY)
 
-    async def stop(self) -> None:
-        """Ask the child to finish its batch and release the lock; kill it if it hangs."""
-        self._stopping.set()
-        process = self._process
-        if process is None or process.exitcode is not None:
+    async def _exit_or_stop(self, process: BaseProcess) -> None:
+        # The sentinel is a pipe the child holds: it reads end-of-file when the child
+        # is gone, so the loop wakes on the exit itself rather than polling for it.
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[Any] = loop.create_future()
+
+        def on_exit() -> None:
+            if not exited.done():
+                exited.set_result(process.exitcode)
+
+        loop.add_reader(process.sentinel, on_exit)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        either: list[asyncio.Future[Any]] = [exited, stopping]
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(process.sentinel)
+            stopping.cancel()
+        process.join(0)  # reap it (it has exited, or this returns at once)
+
+    @staticmethod
+    async def _end(process: BaseProcess) -> None:
+        """SIGTERM (the batch in hand finishes, the lock is released); kill if it hangs."""
+        if process.exitcode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            process.terminate()  # SIGTERM
+            process.terminate()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, process.join, STOP_TIMEOUT)
         if process.exitcode is None:
