@@ -46,3 +46,45 @@ async def visible(client: httpx.AsyncClient, item: dict[str, Any]) -> dict[str, 
     )
     result: dict[str, Any] = response.json()
     return result
+
+
+Seen = list[tuple[str, int]]  # (item id, version) pairs one answer showed
+
+
+async def race_readers_with_writes(
+    client: httpx.AsyncClient,
+    items: list[dict[str, Any]],
+    read: Callable[[], Awaitable[Seen]],
+    rounds: int = 25,
+    readers: int = 8,
+) -> list[tuple[str, int, int]]:
+    """Readers call `read` while every item is patched `rounds` times (name n0, n1, ...).
+
+    The highest version of each item any answer has shown, once that answer was
+    received, is a floor for every read started afterwards, whichever reader made
+    it: the (id, floor, version) triples that went below it are returned.
+    """
+    done = asyncio.Event()
+    shown: dict[str, int] = {}
+    regressions: list[tuple[str, int, int]] = []
+
+    async def reader() -> None:
+        while not done.is_set():
+            floor = dict(shown)
+            for item_id, version in await read():
+                if version < floor.get(item_id, 0):
+                    regressions.append((item_id, floor[item_id], version))
+                shown[item_id] = max(version, shown.get(item_id, 0))
+            # A cache hit never waits on I/O: without this the readers starve the rest.
+            await asyncio.sleep(0)
+
+    async def writer() -> None:
+        for n in range(rounds):
+            for item in items:
+                patched = await client.patch(f"/api/v1/items/{item['id']}", json={"name": f"n{n}"})
+                assert patched.status_code == 200, patched.text
+            await asyncio.sleep(0.005)
+        done.set()
+
+    await asyncio.gather(writer(), *(reader() for _ in range(readers)))
+    return regressions

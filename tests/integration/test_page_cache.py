@@ -16,7 +16,7 @@ from app.infrastructure.bootstrap import Container
 from app.infrastructure.settings import Settings
 from app.infrastructure.verify import verify
 from app.queries.page_cache import PageCache
-from tests.helpers import create, eventually, visible
+from tests.helpers import Seen, create, eventually, race_readers_with_writes, visible
 
 ITEMS = "/api/v1/items"
 PAGES = [f"{ITEMS}?limit=20", f"{ITEMS}?limit=3", f"{ITEMS}?limit=20&sort=-updated_at"]
@@ -62,36 +62,14 @@ async def test_no_list_shows_an_older_state_once_a_write_is_visible(
     for item in items:
         await visible(client, item)
     rounds = 25
-    done = asyncio.Event()
-    # The highest version of each item any list has shown so far, once that list's
-    # answer was received: every list asked for afterwards must show at least that.
-    shown: dict[str, int] = {}
-    regressions: list[tuple[str, str, int, int]] = []
 
-    async def reader() -> None:
-        while not done.is_set():
-            path = random.choice(PAGES)
-            floor = dict(shown)
-            response = await client.get(path)
-            assert response.status_code == 200, response.text
-            for entry in response.json()["items"]:
-                if entry["version"] < floor.get(entry["id"], 0):
-                    regressions.append((path, entry["id"], floor[entry["id"]], entry["version"]))
-                shown[entry["id"]] = max(entry["version"], shown.get(entry["id"], 0))
-            # A hit never waits on I/O: without this the readers would starve the rest.
-            await asyncio.sleep(0)
-
-    async def writer() -> None:
-        for n in range(rounds):
-            for item in items:
-                patched = await client.patch(f"{ITEMS}/{item['id']}", json={"name": f"n{n}"})
-                assert patched.status_code == 200
-            await asyncio.sleep(0.005)
-        done.set()
+    async def read() -> Seen:
+        response = await client.get(random.choice(PAGES))
+        assert response.status_code == 200, response.text
+        return [(e["id"], e["version"]) for e in response.json()["items"]]
 
     hits = _pages(app).hits
-    await asyncio.gather(writer(), *(reader() for _ in range(8)))
-    assert regressions == []
+    assert await race_readers_with_writes(client, items, read, rounds) == []
     assert _pages(app).hits > hits, "the page cache never served a list"
     status = (await client.get("/api/v1/admin/projection")).json()["page_cache"]
     assert status["hits"] > hits

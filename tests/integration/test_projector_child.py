@@ -19,20 +19,35 @@ from tests.helpers import eventually
 ITEMS = "/api/v1/items"
 
 
+def _state_and_parent(pid: int) -> tuple[str, int] | None:
+    """From /proc/<pid>/stat: the state letter ("Z" for a zombie) and the parent's pid;
+    None once the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+    return fields[0], int(fields[1])
+
+
+def _alive(pid: int) -> bool:
+    state = _state_and_parent(pid)
+    return state is not None and state[0] != "Z"
+
+
 def children(pid: int) -> set[int]:
-    """Live (not zombie) projector children of `pid`, from /proc. (multiprocessing also
-    starts a resource tracker, which is not one.)"""
+    """Live projector children of `pid`. (multiprocessing also starts a resource
+    tracker, which is not one.)"""
     found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        state = _state_and_parent(int(entry))
+        if state is None or state[1] != pid or state[0] == "Z":
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmdline:
+        if b"spawn_main" in cmdline:
             found.add(int(entry))
     return found
 
@@ -83,10 +98,6 @@ async def test_a_killed_api_takes_its_projector_child_with_it(
         await serve.kill()
 
         async def alive() -> bool:
-            try:
-                stat = Path(f"/proc/{projector}/stat").read_text()  # noqa: ASYNC240 - procfs
-            except OSError:
-                return False
-            return stat.rsplit(")", 1)[1].split()[0] != "Z"
+            return _alive(projector)
 
         await eventually(alive, lambda up: not up, within=5)
