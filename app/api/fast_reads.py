@@ -30,8 +30,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.items import JSON, POSITION_HEADER
+from app.api.items import JSON, MAX_CURSOR, MAX_LIMIT, POSITION_HEADER, SORT_PATTERN
 from app.api.preconditions import none_match
+from app.api.schemas import TAG_PATTERN
 from app.infrastructure.bootstrap import Container
 from app.queries.handlers import GetItem, ListItems, ReadAnswer
 
@@ -39,11 +40,9 @@ LIST_PATH = "/api/v1/items"
 PREFIX = LIST_PATH + "/"
 # Only the plainest query strings: no percent-escapes or '+' (the router decodes those).
 _PLAIN_QUERY = re.compile(rb"[A-Za-z0-9_.~=&-]*")
-_SORT = re.compile(r"-?(created_at|updated_at|name|price)")
-_TAG = re.compile(r"[a-z0-9-]{1,50}")
-_LIMIT = re.compile(r"[1-9][0-9]{0,2}")
-MAX_LIMIT = 100
-MAX_CURSOR = 2048
+_SORT = re.compile(SORT_PATTERN)
+_TAG = re.compile(TAG_PATTERN)
+_LIMIT = re.compile(r"[1-9][0-9]{0,2}")  # digits only (int() would take " 5" or "+5")
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ID_LENGTH = 36
 _POSITION = POSITION_HEADER.lower().encode()

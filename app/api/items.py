@@ -13,7 +13,7 @@ from starlette.responses import Response
 from app.api.deps import ContainerDep
 from app.api.preconditions import idempotent_request, none_match, parse_if_match
 from app.api.problems import PROBLEM
-from app.api.schemas import ItemCreate, ItemOut, ItemPageOut, ItemPatch, ProblemOut
+from app.api.schemas import TAG_PATTERN, ItemCreate, ItemOut, ItemPageOut, ItemPatch, ProblemOut
 from app.commands.bus import CommandResult
 from app.commands.commands import Command, CreateItem, DeleteItem, UpdateItem
 from app.commands.idempotency import StoredResponse
@@ -23,15 +23,20 @@ from app.queries.handlers import GetItem, ListItems, ReadAnswer, item_etag
 
 JSON = "application/json"
 POSITION_HEADER = "X-Projection-Position"
+# The list parameters' rules, also read by fast_reads (which answers the plainest lists
+# below the router and must accept exactly what the router accepts).
+SORT_PATTERN = r"^-?(created_at|updated_at|name|price)$"
+MAX_LIMIT = 100
+MAX_CURSOR = 2048
 SortParam = Annotated[
     str,
     Query(
-        pattern=r"^-?(created_at|updated_at|name|price)$",
+        pattern=SORT_PATTERN,
         description="created_at, updated_at, name or price; prefix '-' for descending.",
     ),
 ]
 TagParam = Annotated[
-    str | None, Query(pattern=r"^[a-z0-9-]{1,50}$", description="Only items with this tag.")
+    str | None, Query(pattern=TAG_PATTERN, description="Only items with this tag.")
 ]
 # Header documentation without "null" (a header is absent, never null) and with the
 # shapes the service accepts; the values themselves are checked where they are used.
@@ -194,8 +199,8 @@ async def get_item(item_id: UUID, request: Request) -> Response:
 @router.get("", response_model=ItemPageOut, responses=_responses(304, 400, 422, 503))
 async def list_items(
     c: ContainerDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
     sort: SortParam = "-created_at",
     tag: TagParam = None,
     if_none_match: IfNoneMatch = None,
