@@ -6,8 +6,9 @@ its projector reconnects, takes its lock back and projects the new writes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -42,11 +43,22 @@ def pg_proxy(database_url: str) -> Iterator[PgProxy]:
 async def test_postgres_down_reads_go_on_and_writes_come_back_without_a_restart(
     pg_proxy: PgProxy, settings: Settings, db: asyncpg.Connection, redis: Redis
 ) -> None:
+    async with _served_behind(pg_proxy, settings) as c:
+        await _outage_and_return(c, pg_proxy, db)
+
+
+@contextlib.asynccontextmanager
+async def _served_behind(
+    proxy: PgProxy, settings: Settings, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app (lifespan run, read model ready) reaching PostgreSQL only
+    through `proxy`, with short timeouts so a fault shows quickly."""
     behind_proxy = settings.model_copy(
         update={
-            "database_url": sqlalchemy_url(pg_proxy.url),
+            "database_url": sqlalchemy_url(proxy.url),
             "db_connect_timeout": CONNECT_TIMEOUT,
             "projector_poll_interval": 0.2,
+            **overrides,
         }
     )
     app = create_app(behind_proxy)
@@ -54,7 +66,7 @@ async def test_postgres_down_reads_go_on_and_writes_come_back_without_a_restart(
         await eventually(app.state.container.read_model.ready)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            await _outage_and_return(c, pg_proxy, db)
+            yield c
 
 
 async def _outage_and_return(c: httpx.AsyncClient, proxy: PgProxy, db: asyncpg.Connection) -> None:
@@ -117,38 +129,26 @@ async def _outage_and_return(c: httpx.AsyncClient, proxy: PgProxy, db: asyncpg.C
 async def test_a_postgres_that_stops_answering_costs_a_write_one_timeout(
     pg_proxy: PgProxy, settings: Settings, db: asyncpg.Connection, redis: Redis
 ) -> None:
-    behind_proxy = settings.model_copy(
-        update={
-            "database_url": sqlalchemy_url(pg_proxy.url),
-            "db_connect_timeout": CONNECT_TIMEOUT,
-            "db_command_timeout": COMMAND_TIMEOUT,
-            "projector_poll_interval": 0.2,
-        }
-    )
-    app = create_app(behind_proxy)
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.container.read_model.ready)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            item = (await _write(c, "POST", "", {"name": "a", "price": "1"}, 201)).json()
-            await eventually(lambda: c.get(_url(item)), lambda r: r.status_code == 200)
+    async with _served_behind(pg_proxy, settings, db_command_timeout=COMMAND_TIMEOUT) as c:
+        item = (await _write(c, "POST", "", {"name": "a", "price": "1"}, 201)).json()
+        await eventually(lambda: c.get(_url(item)), lambda r: r.status_code == 200)
 
-            pg_proxy.freeze()  # nothing is refused, nothing is answered
-            try:
-                refused = await _write(c, "PATCH", f"/{item['id']}", {"name": "b"}, 503, HUNG)
-                assert refused.headers["content-type"] == "application/problem+json"
-                assert int(refused.headers["retry-after"]) >= 1
-                assert (await c.get(_url(item))).json() == item
-                ready = await c.get("/readyz")
-                assert ready.json()["checks"]["postgres"] != "ok"
-            finally:
-                pg_proxy.thaw()
-            patched = await _write(c, "PATCH", f"/{item['id']}", {"name": "b"}, 200)
-            token = {"Consistency-Token": patched.headers["consistency-token"]}
-            seen = await eventually(
-                lambda: c.get(_url(item), headers=token), lambda r: r.status_code == 200
-            )
-            assert seen.json() == patched.json()
+        pg_proxy.freeze()  # nothing is refused, nothing is answered
+        try:
+            refused = await _write(c, "PATCH", f"/{item['id']}", {"name": "b"}, 503, HUNG)
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert int(refused.headers["retry-after"]) >= 1
+            assert (await c.get(_url(item))).json() == item
+            ready = await c.get("/readyz")
+            assert ready.json()["checks"]["postgres"] != "ok"
+        finally:
+            pg_proxy.thaw()
+        patched = await _write(c, "PATCH", f"/{item['id']}", {"name": "b"}, 200)
+        token = {"Consistency-Token": patched.headers["consistency-token"]}
+        seen = await eventually(
+            lambda: c.get(_url(item), headers=token), lambda r: r.status_code == 200
+        )
+        assert seen.json() == patched.json()
 
 
 def _lock_holder(db: asyncpg.Connection) -> Any:
