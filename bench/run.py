@@ -23,7 +23,9 @@ installed with `pip --target bench/.venv-ref --no-deps` and put on PYTHONPATH.
 
 Env: BENCH_ITEMS, BENCH_DURATION (seconds per load), BENCH_CONNECTIONS,
 BENCH_REBUILD_ITEMS, BENCH_DATABASE_URL (admin URL; a fresh database is created and
-dropped), BENCH_REDIS_URL (keys live under a per-run prefix and are removed),
+dropped), BENCH_REDIS_URL (keys live under a per-run prefix and are removed); unset, the
+machine's own servers on 127.0.0.1:5432 / 6379 if they answer, else embedded ones as `make
+run` starts;
 BENCH_SHARED (the references' folder, default ../shared/bench).
 `--smoke`: a few seconds of everything, so the bench cannot rot (tests/test_bench_smoke.py).
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -120,14 +123,50 @@ def config(argv: list[str] | None) -> Config:
         warmup=num("BENCH_WARMUP", 2, 0),
         rebuild_items=num("BENCH_REBUILD_ITEMS", 1_000_000, 2000),
         rebuild_batch=num("BENCH_REBUILD_BATCH", 5000, 500),
-        admin_url=env("BENCH_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres",
-        redis_url=env("BENCH_REDIS_URL") or "redis://127.0.0.1:6379/13",
+        admin_url=env("BENCH_DATABASE_URL") or "",  # "": see choose_servers
+        redis_url=env("BENCH_REDIS_URL") or "",
         shared=shared.resolve(),
         results_dir=args.results_dir,
         server_cpu=cpus[0],
         load_cpu=cpus[1] if pinned else cpus[0],
         pinned=pinned,
     )
+
+
+# --------------------------------------------------------------------------- servers
+
+MACHINE_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+MACHINE_REDIS = "redis://127.0.0.1:6379/13"
+EMBEDDED_DATA = ROOT / ".data" / "bench"
+
+
+def _answers(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+        return True
+    return False
+
+
+def choose_servers(cfg: Config) -> dict[str, str]:
+    """Fill in the URLs the environment left unset: the machine's own server on its
+    default port when one answers, else an embedded one, as `make run` would start
+    (data in .data/bench; stopped when this process exits). What was picked goes into
+    the JSON: the servers' speed is part of the figures."""
+    picked = {"postgres": "BENCH_DATABASE_URL", "redis": "BENCH_REDIS_URL"}
+    if not cfg.admin_url and _answers("127.0.0.1", 5432):
+        cfg.admin_url, picked["postgres"] = MACHINE_PG, "127.0.0.1:5432"
+    elif not cfg.admin_url:
+        from app.infrastructure.embedded import start_postgres
+
+        cfg.admin_url, picked["postgres"] = start_postgres(EMBEDDED_DATA), "embedded"
+    if not cfg.redis_url and _answers("127.0.0.1", 6379):
+        cfg.redis_url, picked["redis"] = MACHINE_REDIS, "127.0.0.1:6379"
+    elif not cfg.redis_url:
+        from app.infrastructure.embedded import EmbeddedRedis
+
+        redis_server = EmbeddedRedis(EMBEDDED_DATA, persistent=False)
+        cfg.redis_url, picked["redis"] = redis_server.start(), "embedded"
+        atexit.register(redis_server.stop)
+    return picked
 
 
 # --------------------------------------------------------------------------- processes
@@ -939,12 +978,16 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.pinned and shutil.which("taskset") is None:
         say("bench: taskset is not on PATH (Debian package `util-linux`)")
         return 2
+    # Before the pin below: embedded servers started here would inherit it.
+    servers = choose_servers(cfg)
+    say(f"servers: PostgreSQL {servers['postgres']}, Redis {servers['redis']}")
     if cfg.pinned:
         os.sched_setaffinity(0, {cfg.load_cpu})  # this driver shares the load CPU with wrk
     results: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(),
         "smoke": cfg.smoke,
         "machine": machine(cfg),
+        "servers": servers,
         "settings": {
             "items": cfg.items,
             "duration_s": cfg.duration,

@@ -1,7 +1,7 @@
 """`bench/run.py --smoke`: every part of `make bench` for a second or so, so it cannot rot.
 
-Runs against the PostgreSQL and Redis on 127.0.0.1 (or BENCH_DATABASE_URL /
-BENCH_REDIS_URL), as `make bench` does; skipped where wrk or taskset is missing.
+Runs on the suite's own servers (embedded, or TEST_DATABASE_URL / TEST_REDIS_URL) unless
+BENCH_DATABASE_URL / BENCH_REDIS_URL are set; skipped where wrk or taskset is missing.
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ REFERENCES = [
 
 
 @pytest.mark.slow
-def test_bench_smoke_measures_every_part(tmp_path: Path) -> None:
+def test_bench_smoke_measures_every_part(tmp_path: Path, server_urls: tuple[str, str]) -> None:
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not on PATH (Debian packages wrk, util-linux)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
+    env["BENCH_DATABASE_URL"], env["BENCH_REDIS_URL"] = server_urls
     for key in ("BENCH_DATABASE_URL", "BENCH_REDIS_URL", "BENCH_SHARED"):
         if key in os.environ:
             env[key] = os.environ[key]
@@ -83,3 +84,4 @@ def test_bench_smoke_measures_every_part(tmp_path: Path) -> None:
 
     assert "get_by_id" in done.stdout  # the table
     assert results["machine"]["nproc"] >= 1
+    assert results["servers"] == {"postgres": "BENCH_DATABASE_URL", "redis": "BENCH_REDIS_URL"}
