@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from app.api.app import create_app
+    from app.api.http_protocol import ProblemHttpToolsProtocol
 
     settings = _servers(Settings())
     database_url, _ = settings.require_urls()
@@ -72,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_level=settings.log_level,
         access_log=args.access_log,
         loop="uvloop",
-        http="httptools",
+        http=ProblemHttpToolsProtocol,  # httptools, with problem+json 400s
         timeout_graceful_shutdown=10,
     )
 

@@ -2,14 +2,16 @@
 
 What the ASGI tests cannot send: framing the HTTP parser must judge (Content-Length
 that is no number, Content-Length with chunked encoding, a chunked body past the limit)
-and raw bytes in the request line and headers. The parser's own refusals are uvicorn's
-plain-text 400 (the app never sees those requests); whatever reaches the app is
-answered with problem+json. Nothing changes in PostgreSQL, and the server keeps serving.
+and raw bytes in the request line and headers. The parser's own refusals never reach the
+app: uvicorn answers them, through app/api/http_protocol.py as problem+json too; whatever
+reaches the app is answered with problem+json. Nothing changes in PostgreSQL, and the
+server keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import Iterator
 
@@ -122,8 +124,11 @@ APP_REFUSES = {
 @pytest.mark.parametrize("request_bytes", PARSER_REFUSES.values(), ids=PARSER_REFUSES.keys())
 def test_the_http_parser_refuses_malformed_requests(live: LiveServer, request_bytes: bytes) -> None:
     before = counts(live)
-    status, _, _ = exchange(live, request_bytes)
-    assert status == 400
+    status, content_type, body = exchange(live, request_bytes)
+    assert (status, content_type) == (400, PROBLEM), body
+    problem = json.loads(body)
+    assert problem["status"] == 400
+    assert problem["type"].startswith("urn:items:problem:"), problem
     assert counts(live) == before
     assert httpx.get(f"{live.url}/readyz").status_code == 200
 
