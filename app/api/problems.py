@@ -18,7 +18,7 @@ from starlette.responses import Response
 from app.api.preconditions import InvalidIdempotencyKey
 from app.commands.idempotency import KeyReused, RequestInFlight
 from app.domain.errors import InvalidValue, ItemNotFound, VersionMismatch
-from app.infrastructure.database import unreachable
+from app.infrastructure.database import WriteModelBusy, unreachable
 from app.queries.errors import (
     ConsistencyTimeout,
     InvalidCursor,
@@ -160,6 +160,14 @@ async def on_database_error(request: Request, exc: Exception) -> Response:
     return unavailable("the write model (PostgreSQL) is unreachable", "write-model-unreachable")
 
 
+async def on_write_model_busy(request: Request, exc: Exception) -> Response:
+    log.warning("write refused: %s", exc)
+    return unavailable(
+        "the write model is busy (every PostgreSQL connection is in use); retry shortly",
+        "write-model-busy",
+    )
+
+
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     cause = exc.__cause__
@@ -195,6 +203,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConsistencyTimeout, on_consistency_timeout)
     app.add_exception_handler(redis.exceptions.ConnectionError, on_redis_error)
     app.add_exception_handler(redis.exceptions.TimeoutError, on_redis_error)
+    app.add_exception_handler(WriteModelBusy, on_write_model_busy)
     app.add_exception_handler(asyncpg.PostgresError, on_database_error)
     app.add_exception_handler(asyncpg.InterfaceError, on_database_error)
     app.add_exception_handler(OSError, on_database_error)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -53,6 +54,10 @@ def terminate(conn: Any) -> None:
         pass  # closed, and so already handed back to the pool by asyncpg
 
 
+class WriteModelBusy(Exception):
+    """Every pooled connection stayed busy for db_pool_timeout: worth a retry (503)."""
+
+
 def unreachable(exc: BaseException) -> bool:
     """PostgreSQL cannot be reached or is going away: the request may be retried later
     (503), as opposed to a statement PostgreSQL refused (a bug: 500)."""
@@ -90,7 +95,17 @@ class Database:
 
     async def acquire(self) -> asyncpg.Connection:
         pool = self._pool if self._pool is not None else await self._open()
-        return await pool.acquire()
+        waited = self._settings.db_pool_timeout
+        started = time.monotonic()
+        try:
+            return await pool.acquire(timeout=waited)
+        except TimeoutError:
+            # The same exception type comes from a connect that timed out inside the
+            # acquire (after db_connect_timeout, shorter): only the whole wait running
+            # out is the pool being busy; the other is PostgreSQL being unreachable.
+            if time.monotonic() - started < waited:
+                raise
+            raise WriteModelBusy(f"no free PostgreSQL connection within {waited:g}s") from None
 
     async def release(self, conn: asyncpg.Connection) -> None:
         assert self._pool is not None

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # statement slower than this is abandoned, its connection cut, and the write
     # answers 503.
     db_command_timeout: float = Field(default=5.0, gt=0)
+    # A write that waits this long for a free pooled connection (every one busy: more
+    # concurrent writes than the pool holds, for longer than they should take) answers
+    # 503 write-model-busy with Retry-After, rather than queueing without bound.
+    db_pool_timeout: float = Field(default=10.0, gt=0)
     redis_max_connections: int = Field(default=64, ge=1)
     redis_timeout: float = Field(default=1.0, gt=0)
 
