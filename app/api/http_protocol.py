@@ -13,34 +13,18 @@ upgrade could move it: tests/api/test_hostile_http.py checks the answers on a so
 
 from __future__ import annotations
 
-from http import HTTPStatus
-
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.api.problems import PROBLEM
+from app.api.problems import problem
 
 
 class ProblemHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
-        body = orjson.dumps(
-            {
-                "type": "urn:items:problem:malformed-http",
-                "title": HTTPStatus.BAD_REQUEST.phrase,
-                "status": 400,
-                "detail": f"the HTTP request could not be parsed: {msg}",
-            }
-        )
+        answer = problem(400, f"the HTTP request could not be parsed: {msg}", slug="malformed-http")
         content = [b"HTTP/1.1 400 Bad Request\r\n"]
-        for name, value in self.server_state.default_headers:
+        # uvicorn's own (date, server), then the answer's (content-type, -length).
+        for name, value in [*self.server_state.default_headers, *answer.raw_headers]:
             content.extend([name, b": ", value, b"\r\n"])
-        content.extend(
-            [
-                b"content-type: " + PROBLEM.encode() + b"\r\n",
-                b"content-length: " + str(len(body)).encode() + b"\r\n",
-                b"connection: close\r\n\r\n",
-                body,
-            ]
-        )
+        content.extend([b"connection: close\r\n\r\n", bytes(answer.body)])
         self.transport.write(b"".join(content))
         self.transport.close()
