@@ -118,9 +118,7 @@ class PageCache:
             return
         # Every page covers every partition: any change may alter any of them.
         highest = self._highest
-        self._pages.clear()
-        self._bytes = 0
-        self._highest = {}
+        self.cleared()
         for p, cp in highest.items():
             self._views.raise_floor(p, cp)
 
