@@ -88,3 +88,26 @@ async def race_readers_with_writes(
 
     await asyncio.gather(writer(), *(reader() for _ in range(readers)))
     return regressions
+
+
+async def caches_enabled(app: Any) -> None:
+    """Wait until the app's view cache (and so its page cache) follows the projection."""
+
+    async def probe() -> bool:
+        return bool(app.state.container.view_cache.enabled)
+
+    await eventually(probe)
+
+
+async def get_until_hit(
+    client: httpx.AsyncClient, path: str, hits: Callable[[], int]
+) -> httpx.Response:
+    """GET `path` until `hits` (a cache's hit counter) grows: that answer came from the
+    cache, and is returned."""
+    for _ in range(250):
+        before = hits()
+        response = await client.get(path)
+        if hits() > before:
+            return response
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{path} was never served from the cache")

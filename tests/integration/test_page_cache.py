@@ -4,7 +4,6 @@ state; read-your-writes holds through a warm cache; a verify repair reaches it."
 
 from __future__ import annotations
 
-import asyncio
 import random
 
 import httpx
@@ -16,7 +15,15 @@ from app.infrastructure.bootstrap import Container
 from app.infrastructure.settings import Settings
 from app.infrastructure.verify import verify
 from app.queries.page_cache import PageCache
-from tests.helpers import Seen, create, eventually, race_readers_with_writes, visible
+from tests.helpers import (
+    Seen,
+    caches_enabled,
+    create,
+    eventually,
+    get_until_hit,
+    race_readers_with_writes,
+    visible,
+)
 
 ITEMS = "/api/v1/items"
 PAGES = [f"{ITEMS}?limit=20", f"{ITEMS}?limit=3", f"{ITEMS}?limit=20&sort=-updated_at"]
@@ -33,31 +40,14 @@ def _pages(app: FastAPI) -> PageCache:
     return container.page_cache
 
 
-async def _enabled(app: FastAPI) -> None:
-    container: Container = app.state.container
-
-    async def probe() -> bool:
-        return container.view_cache.enabled
-
-    await eventually(probe)
-
-
 async def _cached_list(client: httpx.AsyncClient, app: FastAPI, path: str) -> httpx.Response:
-    """GET until the page comes from the cache (a hit), and return that answer."""
-    pages = _pages(app)
-    for _ in range(250):
-        before = pages.hits
-        response = await client.get(path)
-        if pages.hits > before:
-            return response
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{path} was never served from the page cache")
+    return await get_until_hit(client, path, lambda: _pages(app).hits)
 
 
 async def test_no_list_shows_an_older_state_once_a_write_is_visible(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    await _enabled(app)
+    await caches_enabled(app)
     items = [await create(client) for _ in range(4)]
     for item in items:
         await visible(client, item)
@@ -84,7 +74,7 @@ async def test_no_list_shows_an_older_state_once_a_write_is_visible(
 async def test_a_consistency_token_sees_its_write_in_a_warm_page(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    await _enabled(app)
+    await caches_enabled(app)
     item = await visible(client, await create(client))
     path = f"{ITEMS}/{item['id']}"
     for n in range(15):
@@ -104,7 +94,7 @@ async def test_a_consistency_token_sees_its_write_in_a_warm_page(
 async def test_a_verify_repair_drops_cached_pages(
     app: FastAPI, client: httpx.AsyncClient, redis: Redis
 ) -> None:
-    await _enabled(app)
+    await caches_enabled(app)
     container: Container = app.state.container
     item = await create(client, name="thing")
     await eventually(lambda: container.read_model.get(item["id"]), lambda r: r.version >= 1)

@@ -19,7 +19,15 @@ from app.infrastructure.rebuild import rebuild
 from app.infrastructure.settings import Settings
 from app.infrastructure.verify import verify
 from app.queries.view_cache import ViewCache
-from tests.helpers import Seen, create, eventually, race_readers_with_writes, visible
+from tests.helpers import (
+    Seen,
+    caches_enabled,
+    create,
+    eventually,
+    get_until_hit,
+    race_readers_with_writes,
+    visible,
+)
 
 ITEMS = "/api/v1/items"
 
@@ -35,23 +43,8 @@ def _cache(app: FastAPI) -> ViewCache:
     return container.view_cache
 
 
-async def _enabled(app: FastAPI) -> None:
-    async def probe() -> bool:
-        return _cache(app).enabled
-
-    await eventually(probe)
-
-
 async def _cached_get(client: httpx.AsyncClient, app: FastAPI, path: str) -> httpx.Response:
-    """GET until an answer comes from the cache (a hit), and return that answer."""
-    cache = _cache(app)
-    for _ in range(250):
-        before = cache.hits
-        response = await client.get(path)
-        if cache.hits > before:
-            return response
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{path} was never served from the cache")
+    return await get_until_hit(client, path, lambda: _cache(app).hits)
 
 
 async def _projected(app: FastAPI, item: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +73,7 @@ async def _corrupt_view(redis: Redis, app: FastAPI, item_id: str) -> bytes:
 async def test_readers_never_see_a_version_go_back_and_the_cache_serves(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    await _enabled(app)
+    await caches_enabled(app)
     items = [await create(client) for _ in range(4)]
     for item in items:
         await visible(client, item)
@@ -108,7 +101,7 @@ async def test_readers_never_see_a_version_go_back_and_the_cache_serves(
 async def test_a_consistency_token_sees_its_write_through_a_warm_cache(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    await _enabled(app)
+    await caches_enabled(app)
     item = await visible(client, await create(client))
     path = f"{ITEMS}/{item['id']}"
     for n in range(15):
@@ -155,7 +148,7 @@ async def test_a_lost_subscription_cannot_pin_a_stale_view(
     prefix: str,
     held_reconnect: asyncio.Event,
 ) -> None:
-    await _enabled(app)
+    await caches_enabled(app)
     item = await visible(client, await create(client))
     path = f"{ITEMS}/{item['id']}"
     await _cached_get(client, app, path)
@@ -171,14 +164,14 @@ async def test_a_lost_subscription_cannot_pin_a_stale_view(
     held_reconnect.set()
     got = await eventually(lambda: client.get(path), lambda r: r.json()["name"] == "after the kill")
     assert got.headers["etag"] == patched.headers["etag"]
-    await _enabled(app)
+    await caches_enabled(app)
     await _cached_get(client, app, path)  # and it caches again afterwards
 
 
 async def test_a_rebuild_switch_drops_views_of_the_old_generation(
     app: FastAPI, client: httpx.AsyncClient, redis: Redis
 ) -> None:
-    await _enabled(app)
+    await caches_enabled(app)
     item = await _projected(app, await create(client))
     path = f"{ITEMS}/{item['id']}"
     drifted = await _corrupt_view(redis, app, item["id"])
@@ -191,7 +184,7 @@ async def test_a_rebuild_switch_drops_views_of_the_old_generation(
 async def test_a_verify_repair_drops_the_repaired_view(
     app: FastAPI, client: httpx.AsyncClient, redis: Redis
 ) -> None:
-    await _enabled(app)
+    await caches_enabled(app)
     item = await _projected(app, await create(client))
     path = f"{ITEMS}/{item['id']}"
     drifted = await _corrupt_view(redis, app, item["id"])
