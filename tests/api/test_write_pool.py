@@ -27,8 +27,8 @@ def settings(settings: Settings) -> Settings:
 async def test_a_write_that_finds_every_connection_busy_is_503_busy_and_writes_nothing(
     app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    database = app.state.container.database
-    assert isinstance(app.state.container, Container)
+    container: Container = app.state.container
+    database = container.database
     held = [await database.acquire(), await database.acquire()]
     try:
         started = time.monotonic()
