@@ -30,7 +30,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-project
 
 # Then the project itself. It stays an editable install (uv's default, so no
-# --no-editable): app/cli.py finds alembic.ini and migrations/ next to the app/ folder.
+# --no-editable): app/infrastructure/postgres/migrations.py finds alembic.ini and
+# migrations/ next to the app/ folder.
 COPY alembic.ini ./
 COPY migrations/ ./migrations/
 COPY app/ ./app/

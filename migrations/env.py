@@ -7,8 +7,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.infrastructure.settings import sqlalchemy_url
-from app.infrastructure.tables import metadata
+from app.infrastructure.postgres.tables import metadata
+from app.settings import sqlalchemy_url
 
 config = context.config
 target_metadata = metadata

@@ -16,14 +16,13 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from app import bootstrap
 from app.api.app import create_app
-from app.infrastructure import bootstrap
-from app.infrastructure.settings import Settings, asyncpg_dsn
-from tests.api.live_server import own_database
-from tests.helpers import eventually
+from app.settings import Settings, asyncpg_dsn
+from tests.helpers import Running, running
+from tests.servers import own_database
 
 
 @pytest.fixture(scope="session")
@@ -107,17 +106,13 @@ async def container(
 
 
 @pytest.fixture
-async def app(settings: Settings, db: asyncpg.Connection, redis: Redis) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        # The projector makes a fresh read model live on its first step; until then
-        # reads answer 503 (as they should), which no test here is about.
-        await eventually(application.state.container.read_model.ready)
-        yield application
+async def app(settings: Settings, db: asyncpg.Connection, redis: Redis) -> AsyncIterator[Running]:
+    """The app with its lifespan run and its read model live."""
+    async with running(create_app(settings)) as started:
+        yield started
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+async def client(app: Running) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.client() as c:
         yield c

@@ -1,12 +1,22 @@
-"""Helpers for tests that talk to the running service."""
+"""Helpers for tests that talk to the service: the app with its lifespan run, waiting
+for the projection, problem answers, API keys."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+from fastapi import FastAPI
+from pydantic import SecretStr
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.state import State
+from app.bootstrap import Container
+from app.settings import Settings
 
 T = TypeVar("T")
 
@@ -90,11 +100,11 @@ async def race_readers_with_writes(
     return regressions
 
 
-async def caches_enabled(app: Any) -> None:
+async def caches_enabled(app: Running) -> None:
     """Wait until the app's view cache (and so its page cache) follows the projection."""
 
     async def probe() -> bool:
-        return bool(app.state.container.view_cache.enabled)
+        return app.container.view_cache.enabled
 
     await eventually(probe)
 
@@ -111,3 +121,86 @@ async def get_until_hit(
             return response
         await asyncio.sleep(0.02)
     raise AssertionError(f"{path} was never served from the cache")
+
+
+# -- the app, running -------------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    """An app whose lifespan has run: what it built, and the ASGI callable a transport
+    calls (the app with the lifespan's state in every scope, as a server passes it)."""
+
+    fastapi: FastAPI
+    state: State
+
+    @property
+    def container(self) -> Container:
+        return self.state["container"]
+
+    def asgi(self, inner: ASGIApp | None = None) -> ASGIApp:
+        """`inner` (by default the whole app) as a server would call it."""
+        target: ASGIApp = inner if inner is not None else self.fastapi
+
+        async def call(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] in ("http", "websocket"):
+                scope["state"] = dict(self.state)
+            await target(scope, receive, send)
+
+        return call
+
+    def client(self, inner: ASGIApp | None = None) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=self.asgi(inner))
+        return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI, *, within: float = 5.0) -> AsyncIterator[Running]:
+    """The app's lifespan, until the block ends; first, the read model goes live (the
+    projector makes a fresh one live on its first step; until then reads answer 503, as
+    they should, which no test using this is about)."""
+    async with app.router.lifespan_context(app) as state:
+        assert state is not None
+        started = Running(app, State(container=state["container"]))
+        await eventually(started.container.read_model.ready, within=within)
+        yield started
+
+
+@contextlib.asynccontextmanager
+async def client_of(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of a running app built from `settings`."""
+    from app.api.app import create_app
+
+    async with running(create_app(settings)) as app, app.client() as c:
+        yield c
+
+
+# -- answers ------------------------------------------------------------------------------------
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert {"type", "title", "status", "detail"} <= body.keys()
+    assert body["status"] == status
+    assert body["detail"]
+    return body
+
+
+# -- API keys -----------------------------------------------------------------------------------
+
+KEY = "key-one-7f3a9c2e41b8d6f0"
+OTHER_KEY = "key-two-0b5c7a3e4d8f4c1a"
+UNKNOWN_KEY = "key-bad-e5b2f6d8a1c3e9ab"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def with_keys(settings: Settings, **update: Any) -> Settings:
+    keys = (SecretStr(KEY), SecretStr(OTHER_KEY))
+    return settings.model_copy(update={"api_keys": keys, **update})

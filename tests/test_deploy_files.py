@@ -172,7 +172,7 @@ def test_dockerfile_installs_from_the_lock_with_uv() -> None:
     assert "--no-install-project" in instructions[syncs[0]][1]
     assert syncs[0] < copy_app < syncs[-1]
     assert "--no-install-project" not in instructions[syncs[-1]][1]
-    # cli.py finds alembic.ini next to app/, so the project must stay an editable install.
+    # The migrations are found next to app/, so the project must stay an editable install.
     assert not any("--no-editable" in instructions[i][1] for i in syncs)
 
 

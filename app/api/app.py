@@ -11,17 +11,17 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from app.api import admin, auth, health, items, problems
+from app import bootstrap
+from app.api import auth, problems
 from app.api.fast_reads import FastItemReads
 from app.api.middleware import LimitBody, StripTrailingSlash
-from app.infrastructure import bootstrap
-from app.infrastructure.projector import Projector
-from app.infrastructure.projector_child import ProjectorChild
-from app.infrastructure.settings import Settings
+from app.api.routes import admin, health, items
+from app.api.state import State
+from app.settings import Settings
 
 log = logging.getLogger("items.api")
 PURGE_EVERY = 600.0  # seconds
-# A child finishes its batch within projector_child.STOP_TIMEOUT or is killed (5 s more).
+# A child finishes its batch within child.STOP_TIMEOUT or is killed (5 s more).
 PROJECTOR_STOP_WAIT = 20.0
 CORS_REQUEST_HEADERS = (
     "Authorization",
@@ -53,11 +53,10 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         auth.announce(settings)
         container = bootstrap.build(settings)
-        app.state.container = container
-        projection = _projection(settings, container)
+        projection = container.api_projector()
         task = asyncio.create_task(projection.run(), name="projector") if projection else None
         watcher = asyncio.create_task(container.watcher.run(), name="checkpoint-watcher")
         stopping = asyncio.Event()
@@ -65,7 +64,7 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
         if freeze_startup_heap:
             _freeze_heap()
         try:
-            yield
+            yield State(container=container)
         finally:
             stopping.set()
             container.watcher.stop()
@@ -118,6 +117,12 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
     return app
 
 
+def serving_app() -> FastAPI:
+    """The app `items serve` runs (uvicorn calls this factory by name): settings from
+    the environment, the startup heap frozen."""
+    return create_app(freeze_startup_heap=True)
+
+
 def _freeze_heap() -> None:
     """Take everything built so far out of the cyclic garbage collector's walks.
 
@@ -130,17 +135,6 @@ def _freeze_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-def _projection(
-    settings: Settings, container: bootstrap.Container
-) -> ProjectorChild | Projector | None:
-    """The API's own projector: in a child process (the default), on this loop, or none."""
-    if not settings.projector_in_process:
-        return None
-    if settings.projector_in_child:
-        return ProjectorChild(settings)
-    return container.projector()
 
 
 async def _purge_keys(container: bootstrap.Container, stopping: asyncio.Event) -> None:

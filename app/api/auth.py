@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.problems import problem
-from app.infrastructure.settings import Settings
+from app.settings import Settings
 
 log = logging.getLogger("items.api")
 

@@ -4,19 +4,19 @@ as a pure ASGI middleware.
 Why it exists: on one 2-core machine the router path served about 2,100-2,600 rps while
 one bare redis-py GET behind Starlette served about 8,600. A py-spy profile of the
 router path put about two thirds of the time of a GET in FastAPI/Starlette routing,
-request and dependency layers and only about a quarter in the Redis call. This is the
-hottest route and the one with nothing to validate but an id, so it skips those layers.
+request and dependency layers and only about a quarter in the Redis call. These are the
+hottest routes and have nothing to validate but an id or a few parameters, so they skip
+those layers.
 
-It is not a second implementation of the route: it calls the same query handler
-(`QueryHandlers.get_item`), parses the same headers with the same code (the
-Consistency-Token codec, If-None-Match), answers with the headers the router's
-`_read_answer` sets (a test compares both paths byte for byte), and renders every error
-through the app's own exception handlers, so 4xx/5xx stay the same problem+json.
-Anything it does not recognise (another path or method, a non-canonical id such as
-upper case, a list query with an unknown, repeated, empty, escaped or out-of-range
-parameter) goes to the wrapped app unchanged, so the router stays the one place that
-words a 422. It sits innermost, inside the API-key
-and CORS middleware, so those still apply to it.
+It is not a second implementation of the routes: it calls the same query handlers,
+takes a list query's parameters through the router's own `ListParams` and answers with
+the router's own `read_response` (reads.py; a test compares both paths byte for byte),
+and renders every error through the app's own exception handlers, so 4xx/5xx stay the
+same problem+json. Anything it does not recognise (another path or method, a
+non-canonical id such as upper case, a list query not in canonical form or with a
+parameter the router would refuse) goes to the wrapped app unchanged, so the router
+stays the one place that words a 422. It sits innermost, inside the API-key and CORS
+middleware, so those still apply to it.
 """
 
 from __future__ import annotations
@@ -30,24 +30,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.items import JSON, MAX_CURSOR, MAX_LIMIT, POSITION_HEADER, SORT_PATTERN
-from app.api.preconditions import none_match
-from app.api.schemas import TAG_PATTERN
-from app.infrastructure.bootstrap import Container
-from app.queries.handlers import GetItem, ListItems, ReadAnswer
+from app.api.reads import min_position, plain_list_query, read_response
+from app.api.state import scope_container
+from app.queries.queries import GetItem, ListItems, ReadAnswer
+from app.queries.views import ID_LENGTH
 
 LIST_PATH = "/api/v1/items"
 PREFIX = LIST_PATH + "/"
-# Only the plainest query strings: no percent-escapes or '+' (the router decodes those).
-_PLAIN_QUERY = re.compile(rb"[A-Za-z0-9_.~=&-]*")
-_SORT = re.compile(SORT_PATTERN)
-_TAG = re.compile(TAG_PATTERN)
-_LIMIT = re.compile(r"[1-9][0-9]{0,2}")  # digits only (int() would take " 5" or "+5")
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_ID_LENGTH = 36
-_POSITION = POSITION_HEADER.lower().encode()
-_CONTENT_TYPE = JSON.encode()
-
 
 # Parsed list query strings kept, so a hot page (a list cache hit) is not parsed again
 # each time; emptied when full, since cursors make query strings unbounded.
@@ -65,7 +55,7 @@ class FastItemReads:
         if item_id is None and listing is None:
             await self.app(scope, receive, send)
             return
-        container: Container = scope["app"].state.container
+        container = scope_container(scope)
         if_none_match = token = None
         for name, value in scope["headers"]:
             if name == b"if-none-match":
@@ -73,7 +63,7 @@ class FastItemReads:
             elif name == b"consistency-token":
                 token = value.decode("latin-1")
         try:
-            position = None if token is None else container.tokens.position(token)
+            position = min_position(container.tokens, token)
             answer: ReadAnswer
             if item_id is not None:
                 answer = await container.queries.get_item(GetItem(item_id, position))
@@ -85,18 +75,7 @@ class FastItemReads:
         except Exception as exc:
             await self._problem(scope, receive, send, exc)
             return
-        headers = [
-            (b"etag", answer.etag.encode()),
-            (_POSITION, str(answer.checkpoint).encode()),
-        ]
-        if none_match(if_none_match, answer.etag):
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        headers.append((b"content-length", str(len(answer.body)).encode()))
-        headers.append((b"content-type", _CONTENT_TYPE))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": answer.body})
+        await read_response(answer, if_none_match)(scope, receive, send)
 
     def _list_query(self, scope: Scope) -> ListItems | None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
@@ -110,7 +89,7 @@ class FastItemReads:
             pass
         if len(self._parsed) >= MAX_PARSED:
             self._parsed.clear()
-        parsed = self._parsed[raw] = _list_query(raw)
+        parsed = self._parsed[raw] = plain_list_query(raw)
         return parsed
 
     async def _problem(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
@@ -133,35 +112,9 @@ def _item_id(scope: Scope) -> UUID | None:
     if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
         return None
     path: str = scope["path"]
-    if len(path) != len(PREFIX) + _ID_LENGTH or not path.startswith(PREFIX):
+    if len(path) != len(PREFIX) + ID_LENGTH or not path.startswith(PREFIX):
         return None
     tail = path[len(PREFIX) :]
     if _CANONICAL.fullmatch(tail) is None:
         return None
     return UUID(tail)
-
-
-def _list_query(raw: bytes) -> ListItems | None:
-    """The ListItems of a list query string whose every parameter the router would
-    accept as it is, else None (the router then answers, 422s included)."""
-    if _PLAIN_QUERY.fullmatch(raw) is None:
-        return None
-    seen: set[str] = set()
-    # ListItems' own defaults, so the two paths cannot disagree on an absent parameter.
-    limit, sort, tag, cursor = ListItems.limit, ListItems.sort, ListItems.tag, ListItems.cursor
-    for part in raw.decode("ascii").split("&") if raw else ():
-        name, eq, value = part.partition("=")
-        if not eq or not value or name in seen:
-            return None
-        seen.add(name)
-        if name == "limit" and _LIMIT.fullmatch(value) and int(value) <= MAX_LIMIT:
-            limit = int(value)
-        elif name == "sort" and _SORT.fullmatch(value):
-            sort = value
-        elif name == "tag" and _TAG.fullmatch(value):
-            tag = value
-        elif name == "cursor" and len(value) <= MAX_CURSOR:
-            cursor = value
-        else:
-            return None
-    return ListItems(limit=limit, sort=sort, tag=tag, cursor=cursor)

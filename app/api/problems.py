@@ -17,8 +17,8 @@ from starlette.responses import Response
 
 from app.api.preconditions import InvalidIdempotencyKey
 from app.commands.idempotency import KeyReused, RequestInFlight
+from app.commands.unit_of_work import WriteModelBusy
 from app.domain.errors import InvalidValue, ItemNotFound, VersionMismatch
-from app.infrastructure.database import WriteModelBusy, unreachable
 from app.queries.errors import (
     ConsistencyTimeout,
     InvalidCursor,
@@ -33,6 +33,19 @@ RETRY_AFTER = "1"
 # A 64 KiB body can hold tens of thousands of invalid values; the answer names the
 # first few rather than growing to megabytes.
 MAX_LISTED_ERRORS = 20
+
+
+def unreachable(exc: BaseException) -> bool:
+    """PostgreSQL cannot be reached or is going away: the request may be retried later
+    (503), as opposed to a statement PostgreSQL refused (a bug: 500)."""
+    return isinstance(
+        exc,
+        OSError  # refused, reset, and TimeoutError (connect and command timeouts)
+        | asyncpg.InterfaceError  # "connection is closed", a pool closing
+        | asyncpg.PostgresConnectionError  # 08xxx, among them ConnectionDoesNotExistError
+        | asyncpg.exceptions.OperatorInterventionError  # 57xxx: shutdown, cancel
+        | asyncpg.exceptions.InsufficientResourcesError,  # 53xxx: too many connections
+    )
 
 
 def problem(

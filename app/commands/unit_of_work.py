@@ -1,4 +1,5 @@
-"""The contract the handlers need from storage; SQL lives behind it in infrastructure."""
+"""The contract the handlers need from storage; SQL lives behind it, in
+app/infrastructure/postgres."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from uuid import UUID
 from app.commands.idempotency import IdempotencyStore
 from app.domain.events import Event
 from app.domain.model import Item
+
+
+class WriteModelBusy(Exception):
+    """Every connection to the write model stayed busy for as long as a command may wait
+    for one: nothing was written, and the command is worth a retry (503)."""
 
 
 class ItemRepository(abc.ABC):
@@ -61,6 +67,11 @@ class UnitOfWork(abc.ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self._end(exc)
+
+    async def _end(self, exc: BaseException | None) -> None:
+        """Leave the unit of work (after commit, or on `exc`): what is not committed is
+        rolled back."""
         await self.rollback()
 
     async def flush(self) -> int | None:

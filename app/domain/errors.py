@@ -1,4 +1,4 @@
-"""Domain errors. The API maps each to an HTTP problem in one place (app/api/errors.py)."""
+"""Domain errors. The API maps each to an HTTP problem in one place (app/api/problems.py)."""
 
 from uuid import UUID
 

@@ -1,4 +1,4 @@
-"""Errors of the read side, mapped to HTTP in app/api/errors.py."""
+"""Errors of the read side, mapped to HTTP in app/api/problems.py."""
 
 
 class ReadModelUnavailable(Exception):

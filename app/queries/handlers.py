@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol, TypeVar
-from uuid import UUID
 
 import orjson
 
 from app.domain.errors import ItemNotFound
+from app.queries.cache.pages import CachedPage, PageCache
+from app.queries.cache.views import ViewCache
+from app.queries.cache.watcher import CheckpointWatcher
 from app.queries.cursor import CursorCodec
 from app.queries.errors import ConsistencyTimeout
-from app.queries.page_cache import CachedPage, PageCache
-from app.queries.read_model import CheckpointWatcher, ReadModel
-from app.queries.view_cache import ViewCache
+from app.queries.queries import SORT_FIELDS, GetItem, ListItems, ReadAnswer, item_etag
+from app.queries.read_model import ReadModel
 
 
 class _Checkpointed(Protocol):
@@ -25,37 +25,6 @@ class _Checkpointed(Protocol):
 
 
 R = TypeVar("R", bound=_Checkpointed)
-
-SORTS = ("created_at", "updated_at", "name", "price")
-DEFAULT_SORT = "-created_at"
-
-
-@dataclass(frozen=True)
-class GetItem:
-    item_id: UUID
-    # Read-your-writes: answer only once the projection has applied this position.
-    min_position: int | None = None
-
-
-@dataclass(frozen=True)
-class ListItems:
-    limit: int = 20
-    sort: str = DEFAULT_SORT  # a field of SORTS, optionally prefixed with "-"
-    tag: str | None = None
-    cursor: str | None = None
-    min_position: int | None = None
-
-
-@dataclass(frozen=True)
-class ReadAnswer:
-    body: bytes
-    checkpoint: int  # the projection position this answer reflects
-    etag: str
-
-
-def item_etag(version: int) -> str:
-    """The item's ETag: its version, the same on the write and the read side."""
-    return f'"{version}"'
 
 
 class QueryHandlers:
@@ -92,7 +61,7 @@ class QueryHandlers:
         return result
 
     async def get_item(self, query: GetItem) -> ReadAnswer:
-        # The in-process cache first (see view_cache.py for why it cannot serve a view
+        # The in-process cache first (see cache/views.py for why it cannot serve a view
         # older than one already answered); it declines a position it cannot vouch for.
         hit = self._cache.lookup(query.item_id, query.min_position)
         if hit is not None:
@@ -115,7 +84,7 @@ class QueryHandlers:
             return ReadAnswer(hit.body, hit.checkpoint, hit.etag)
         descending = query.sort.startswith("-")
         field = query.sort.lstrip("-")
-        if field not in SORTS:
+        if field not in SORT_FIELDS:
             raise ValueError(f"unknown sort {query.sort!r}")
         after = None
         if query.cursor is not None:

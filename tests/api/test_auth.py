@@ -2,53 +2,36 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from app.api.app import create_app
-from app.infrastructure.settings import Settings
-from tests.api.test_errors import assert_problem
-from tests.helpers import eventually, visible
+from app.settings import Settings
+from tests.helpers import (
+    KEY,
+    OTHER_KEY,
+    UNKNOWN_KEY,
+    assert_problem,
+    bearer,
+    client_of,
+    eventually,
+    visible,
+    with_keys,
+)
 
-KEY = "key-one-7f3a9c2e41b8d6f0"
-OTHER_KEY = "key-two-0b5c7a3e4d8f4c1a"
-UNKNOWN_KEY = "key-bad-e5b2f6d8a1c3e9ab"
 ORIGIN = "https://app.example"
 ITEM = {"name": "Desk lamp", "price": "24.90"}
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        await eventually(application.state.container.read_model.ready)
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
-
-
-def with_keys(settings: Settings, **update: Any) -> Settings:
-    keys = (SecretStr(KEY), SecretStr(OTHER_KEY))
-    return settings.model_copy(update={"api_keys": keys, **update})
 
 
 @pytest.fixture
 async def keyed(
     settings: Settings, db: asyncpg.Connection, redis: Redis
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with running(with_keys(settings)) as c:
+    async with client_of(with_keys(settings)) as c:
         yield c
 
 
@@ -56,7 +39,7 @@ async def keyed(
 async def closed_reads(
     settings: Settings, db: asyncpg.Connection, redis: Redis
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with running(with_keys(settings, read_requires_key=True)) as c:
+    async with client_of(with_keys(settings, read_requires_key=True)) as c:
         yield c
 
 
@@ -64,7 +47,7 @@ async def closed_reads(
 async def cors(
     settings: Settings, db: asyncpg.Connection, redis: Redis
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with running(with_keys(settings, cors_origins=(ORIGIN,))) as c:
+    async with client_of(with_keys(settings, cors_origins=(ORIGIN,))) as c:
         yield c
 
 
@@ -228,7 +211,7 @@ async def test_start_up_warns_loudly_without_keys(
     settings: Settings, db: asyncpg.Connection, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with running(settings):
+    async with client_of(settings):
         pass
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("API_KEYS is not set" in m and "OPEN" in m for m in warnings), warnings
@@ -238,7 +221,7 @@ async def test_start_up_counts_the_keys_without_showing_them(
     settings: Settings, db: asyncpg.Connection, redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    async with running(with_keys(settings)):
+    async with client_of(with_keys(settings)):
         pass
     assert not any("API_KEYS is not set" in r.getMessage() for r in caplog.records)
     assert any("2 configured" in r.getMessage() for r in caplog.records)

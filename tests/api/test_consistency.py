@@ -8,12 +8,10 @@ from typing import Any
 
 import asyncpg
 import httpx
-from fastapi import FastAPI
 
-from app.api.app import create_app
-from app.infrastructure.settings import Settings
 from app.queries.tokens import TokenCodec
-from tests.helpers import create, eventually
+from app.settings import Settings
+from tests.helpers import Running, client_of, create, eventually
 
 ITEMS = "/api/v1/items"
 
@@ -172,14 +170,14 @@ async def test_bad_idempotency_keys_are_400(client: httpx.AsyncClient) -> None:
 
 
 async def test_expired_keys_are_purged(
-    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+    app: Running, client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     await client.post(ITEMS, json={"name": "x", "price": "1"}, headers={"Idempotency-Key": "old"})
     await client.post(ITEMS, json={"name": "y", "price": "1"}, headers={"Idempotency-Key": "new"})
     await db.execute(
         "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old'"
     )
-    assert await app.state.container.purge_idempotency_keys() == 1
+    assert await app.container.purge_idempotency_keys() == 1
     assert await db.fetchval("SELECT array_agg(key) FROM idempotency_keys") == ["new"]
     # An expired key is free again: the request runs anew.
     again = await client.post(
@@ -227,11 +225,8 @@ async def test_unreached_position_is_503_not_stale(
     await eventually(lambda: client.get(f"{ITEMS}/{item['id']}"), lambda r: r.status_code == 200)
     future = TokenCodec(settings.secret_key.get_secret_value()).issue(10_000)
     quick = settings.model_copy(update={"consistency_wait_ms": 300, "projector_in_process": False})
-    app = create_app(quick)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            response = await c.get(f"{ITEMS}/{item['id']}", headers={"Consistency-Token": future})
+    async with client_of(quick) as c:
+        response = await c.get(f"{ITEMS}/{item['id']}", headers={"Consistency-Token": future})
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert response.headers["content-type"] == "application/problem+json"

@@ -7,19 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import create
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert {"type", "title", "status", "detail"} <= body.keys()
-    assert body["status"] == status
-    assert body["detail"]
-    return body
+from tests.helpers import PROBLEM, assert_problem, create
 
 
 @pytest.mark.parametrize(

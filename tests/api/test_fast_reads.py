@@ -11,36 +11,42 @@ import asyncpg
 import httpx
 import pytest
 import redis.exceptions
-from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
 from app.api.fast_reads import MAX_PARSED, FastItemReads, _item_id
-from app.infrastructure.settings import Settings
 from app.queries.tokens import TokenCodec
-from tests.api.test_auth import KEY, bearer, running, with_keys
-from tests.api.test_errors import assert_problem
-from tests.helpers import create, visible
+from app.settings import Settings
+from tests.helpers import (
+    KEY,
+    Running,
+    assert_problem,
+    bearer,
+    client_of,
+    create,
+    visible,
+    with_keys,
+)
 
 ITEMS = "/api/v1/items"
 
 
 @pytest.fixture
-async def router_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def router_client(app: Running) -> AsyncIterator[httpx.AsyncClient]:
     """The same app, state and routes, with every middleware but FastItemReads."""
-    kept = app.user_middleware
-    app.user_middleware = [m for m in kept if m.cls is not FastItemReads]  # type: ignore[comparison-overlap]
+    fastapi = app.fastapi
+    kept = fastapi.user_middleware
+    fastapi.user_middleware = [m for m in kept if m.cls is not FastItemReads]  # type: ignore[comparison-overlap]
     try:
-        stack = app.build_middleware_stack()
+        stack = fastapi.build_middleware_stack()
     finally:
-        app.user_middleware = kept
+        fastapi.user_middleware = kept
 
     async def router_only(scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = app  # what Starlette.__call__ sets before its own stack
+        scope["app"] = fastapi  # what Starlette.__call__ sets before its own stack
         await stack(scope, receive, send)
 
-    transport = httpx.ASGITransport(app=router_only)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with app.client(router_only) as c:
         yield c
 
 
@@ -124,13 +130,13 @@ async def test_unknown_item_is_the_same_404_problem(
 async def test_redis_down_is_the_same_503_problem(
     client: httpx.AsyncClient,
     router_client: httpx.AsyncClient,
-    app: FastAPI,
+    app: Running,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def down(item_id: object) -> None:
         raise redis.exceptions.ConnectionError("Connection refused")
 
-    monkeypatch.setattr(app.state.container.read_model, "get", down)
+    monkeypatch.setattr(app.container.read_model, "get", down)
     gone = await _both(client, router_client, f"{ITEMS}/{uuid.uuid4()}")
     assert_problem(gone, 503)
     assert gone.headers["retry-after"] == "1"
@@ -139,7 +145,7 @@ async def test_redis_down_is_the_same_503_problem(
 async def test_reads_behind_read_requires_key_still_need_one(
     settings: Settings, db: asyncpg.Connection, redis: Redis
 ) -> None:
-    async with running(with_keys(settings, read_requires_key=True)) as c:
+    async with client_of(with_keys(settings, read_requires_key=True)) as c:
         made = await c.post(ITEMS, json={"name": "lamp", "price": "1"}, headers=bearer(KEY))
         path = f"{ITEMS}/{made.json()['id']}"
         refused = await c.get(path)

@@ -19,8 +19,8 @@ import asyncpg
 import httpx
 import pytest
 
-from app.infrastructure.settings import asyncpg_dsn
-from tests.api.live_server import LiveServer, own_database, serving
+from app.settings import asyncpg_dsn
+from tests.servers import LiveServer, own_database, serving
 
 PROBLEM = b"application/problem+json"
 HEAD = b"Host: test\r\nConnection: close\r\n"

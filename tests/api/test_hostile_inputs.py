@@ -19,11 +19,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from app.infrastructure.settings import Settings
 from app.queries.cursor import CursorCodec, _b64
 from app.queries.tokens import TokenCodec
-from tests.api.test_errors import assert_problem
-from tests.helpers import create, eventually, visible
+from app.settings import Settings
+from tests.helpers import assert_problem, create, eventually, visible
 
 ITEMS = "/api/v1/items"
 JSON = {"content-type": "application/json"}

@@ -29,9 +29,9 @@ from schemathesis import APIOperation, GenerationMode
 from schemathesis.core.result import Ok
 
 from app.api.app import create_app
-from app.api.items import KEY_PATTERN, TOKEN_PATTERN
-from app.infrastructure.settings import Settings
-from tests.api.live_server import SECRET, LiveServer, own_database, serving
+from app.api.openapi import KEY_PATTERN, TOKEN_PATTERN
+from app.settings import Settings
+from tests.servers import SECRET, LiveServer, own_database, serving
 
 EXAMPLES = 40  # per operation and generation mode: the module takes about 15 s
 SORTS = [f"{d}{f}" for d in ("", "-") for f in ("created_at", "updated_at", "name", "price")]

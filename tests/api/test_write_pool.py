@@ -10,10 +10,10 @@ import time
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from app.infrastructure.bootstrap import Container
-from app.infrastructure.settings import Settings
+from app.bootstrap import Container
+from app.settings import Settings
+from tests.helpers import Running
 
 POOL_TIMEOUT = 0.5
 
@@ -25,9 +25,9 @@ def settings(settings: Settings) -> Settings:
 
 
 async def test_a_write_that_finds_every_connection_busy_is_503_busy_and_writes_nothing(
-    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+    app: Running, client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    container: Container = app.state.container
+    container: Container = app.container
     database = container.database
     held = [await database.acquire(), await database.acquire()]
     try:

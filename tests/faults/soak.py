@@ -42,8 +42,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from app.infrastructure.settings import Settings, asyncpg_dsn
-from tests.faults.processes import Spawner, free_port, items_env, run_items
+from app.settings import Settings, asyncpg_dsn
+from tests.servers import Spawner, free_port, items_env, run_items
 
 ITEMS = "/api/v1/items"
 TAGS = ("red", "green", "blue", "amber", "violet")
@@ -266,8 +266,8 @@ def _database(admin_url: str, name: str) -> str:
 
 
 async def _standalone(args: argparse.Namespace, root: Path) -> SoakReport:
-    from app.cli import migrate
     from app.infrastructure.embedded import EmbeddedRedis, start_postgres
+    from app.infrastructure.postgres.migrations import migrate
 
     admin_url = os.environ.get("SOAK_DATABASE_URL") or start_postgres(root)
     embedded = EmbeddedRedis(root, persistent=False)

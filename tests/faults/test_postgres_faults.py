@@ -1,5 +1,5 @@
 """PostgreSQL unreachable, through a proxy that cuts every connection or stops passing
-anything on (tests/faults/servers.py): writes answer 503 quickly, reads keep being
+anything on (tests/servers.py): writes answer 503 quickly, reads keep being
 served from Redis, and when PostgreSQL returns the same app instance writes again, and
 its projector reconnects, takes its lock back and projects the new writes."""
 
@@ -16,18 +16,16 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from app.api.app import create_app
-from app.infrastructure.projector import LOCK_KEY
-from app.infrastructure.settings import Settings, sqlalchemy_url
-from app.infrastructure.status import LOCK_HOLDER
-from tests.faults.servers import PgProxy
-from tests.helpers import eventually
+from app.infrastructure.postgres.event_log import LOCK_HOLDER, LOCK_KEY
+from app.settings import Settings, sqlalchemy_url
+from tests.helpers import client_of, eventually
+from tests.servers import PgProxy
 
 CONNECT_TIMEOUT = 1.0
 COMMAND_TIMEOUT = 1.0
 QUICK = CONNECT_TIMEOUT + 1.5  # a write while PostgreSQL refuses answers within this
 # ... and while it does not answer at all: the statement's timeout; then the connection
-# is cut at once (app/infrastructure/database.py), not closed politely.
+# is cut at once (app/infrastructure/postgres/pool.py), not closed politely.
 HUNG = COMMAND_TIMEOUT + 1.5
 
 
@@ -61,12 +59,8 @@ async def _served_behind(
             **overrides,
         }
     )
-    app = create_app(behind_proxy)
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.container.read_model.ready)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with client_of(behind_proxy) as c:
+        yield c
 
 
 async def _outage_and_return(c: httpx.AsyncClient, proxy: PgProxy, db: asyncpg.Connection) -> None:

@@ -24,22 +24,16 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from app import bootstrap
 from app.commands.bus import CommandBus
 from app.commands.commands import CreateItem, DeleteItem, UpdateItem
-from app.infrastructure import bootstrap, event_log
-from app.infrastructure.projection_store import as_text
-from app.infrastructure.projector import LOCK_KEY
-from app.infrastructure.redis_keys import ID_LENGTH, KeyLayout, scan_pattern
-from app.infrastructure.settings import Settings, asyncpg_dsn
-from app.infrastructure.status import LOCK_HOLDER, status
-from tests.faults.processes import (
-    Spawner,
-    free_port,
-    items_env,
-    run_items,
-    with_application_name,
-)
+from app.infrastructure.postgres.event_log import LOCK_HOLDER, LOCK_KEY, PgEventLog
+from app.infrastructure.redis.keys import KeyLayout, scan_pattern
+from app.infrastructure.redis.projection_store import as_text
+from app.queries.views import member_id
+from app.settings import Settings, asyncpg_dsn
 from tests.helpers import eventually
+from tests.servers import Spawner, free_port, items_env, run_items, with_application_name
 
 ITEMS = "/api/v1/items"
 PARTITIONS = 4
@@ -116,7 +110,7 @@ async def test_projector_sigkilled_mid_batch_restarts_with_views_equal_to_postgr
             await _run_until(container, lambda: container.read_model.ready())
             gens = await _generations(redis, layout)
             await _seed(container.bus, SEEDED)
-            head = await event_log.head(db)
+            head = await PgEventLog(db).head()
 
             kills = torn = 0  # torn: the partitions of one batch left at different checkpoints
             for fraction in KILL_AT:
@@ -176,7 +170,7 @@ async def _assert_each_event_took_effect_once(
         async for key in redis.scan_iter(match=scan_pattern(base), count=1000):
             suffix = as_text(key)[len(base) :]
             if suffix.startswith(("ix:", "tx:")):
-                ids = Counter([as_text(m)[-ID_LENGTH:] async for m, _ in redis.zscan_iter(key)])
+                ids = Counter([member_id(as_text(m)) async for m, _ in redis.zscan_iter(key)])
                 assert max(ids.values()) == 1, f"{suffix}: an item indexed twice"
                 have[suffix] = set(ids)
         assert have == {k: v for k, v in want.items() if v}, f"partition {p}: indexes differ"
@@ -256,7 +250,7 @@ async def test_two_projectors_only_one_applies_and_the_other_takes_over_when_it_
         after = await _create(container, "after the takeover")
         await eventually(lambda: _projected(container, after), within=5)
 
-        assert (await status(container))["projector"]["application_name"] == standby.name
+        assert (await container.status())["projector"]["application_name"] == standby.name
         assert await standby.stop() == 0, standby.log()
         assert await _lock_holders(db) == []
 

@@ -1,4 +1,4 @@
-"""Redis faults on a real Redis server of the test's own (tests/faults/servers.py).
+"""Redis faults on a real Redis server of the test's own (tests/servers.py).
 
 1. Redis unreachable (killed): writes still succeed and their events wait in
    PostgreSQL; reads and readiness answer 503 quickly; when Redis comes back (empty, a
@@ -31,17 +31,15 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from app.api.app import create_app
+from app.commands import outbox
 from app.domain.events import ItemCreated
-from app.infrastructure import event_codec
-from app.infrastructure.projector import LOCK_KEY
-from app.infrastructure.redis_keys import KeyLayout
-from app.infrastructure.settings import Settings, asyncpg_dsn
-from app.infrastructure.status import LOCK_HOLDER
+from app.infrastructure.postgres.event_log import LOCK_HOLDER, LOCK_KEY
+from app.infrastructure.redis.keys import KeyLayout
+from app.queries.cache.views import LEASE
 from app.queries.tokens import TokenCodec
-from app.queries.view_cache import LEASE
-from tests.faults.servers import ITEMS, ItemsServe, RedisServer, refuses
-from tests.helpers import eventually
+from app.settings import Settings, asyncpg_dsn
+from tests.helpers import client_of, eventually
+from tests.servers import ITEMS, ItemsProcess, RedisServer, Spawner, free_port, items_env, refuses
 
 REDIS_TIMEOUT = 1.0
 WAIT_MS = 1000  # CONSISTENCY_WAIT_MS: how long a read with a token may wait
@@ -73,12 +71,8 @@ async def fault_client(
     fault_settings: Settings, db: asyncpg.Connection
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app in this process, with its projector, on the test's own Redis."""
-    app = create_app(fault_settings)
-    async with app.router.lifespan_context(app):
-        await eventually(app.state.container.read_model.ready)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with client_of(fault_settings) as c:
+        yield c
 
 
 # -- 1. Redis unreachable ------------------------------------------------------------------
@@ -88,26 +82,22 @@ async def fault_client(
 async def test_redis_down_writes_wait_in_postgresql_and_the_service_catches_up(
     redis_server: RedisServer, settings: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    assert settings.database_url
-    serve = ItemsServe(
-        {
-            "DATABASE_URL": settings.database_url,
-            "REDIS_URL": redis_server.url,
-            "REDIS_PREFIX": settings.redis_prefix,
-            "SECRET_KEY": settings.secret_key.get_secret_value(),
-            "REDIS_TIMEOUT": str(REDIS_TIMEOUT),
-            "CONSISTENCY_WAIT_MS": str(WAIT_MS),
-            "PROJECTOR_POLL_INTERVAL": "0.2",
-        },
-        log=tmp_path / "serve.log",
+    env = items_env(
+        settings,
+        REDIS_URL=redis_server.url,
+        REDIS_TIMEOUT=str(REDIS_TIMEOUT),
+        CONSISTENCY_WAIT_MS=str(WAIT_MS),
+        PROJECTOR_IN_PROCESS="true",
     )
-    await serve.start()
-    try:
-        async with httpx.AsyncClient(base_url=serve.base_url, timeout=10) as c:
-            await _outage_and_recovery(c, redis_server, settings, db, serve)
-    finally:
-        log = serve.stop()
-    assert serve.returncode == 0, log
+    port = free_port()
+    async with Spawner(tmp_path) as spawn:
+        serve = await spawn.serve("serve", env, port)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+                await _outage_and_recovery(c, redis_server, settings, db, serve)
+        finally:
+            code = await serve.stop()
+        assert code == 0, serve.log()
 
 
 async def _outage_and_recovery(
@@ -115,7 +105,7 @@ async def _outage_and_recovery(
     redis_server: RedisServer,
     settings: Settings,
     db: asyncpg.Connection,
-    serve: ItemsServe,
+    serve: ItemsProcess,
 ) -> None:
     kept = await _write(c, "POST", "", 201, {"name": "kept", "price": "1.00"})
     doomed = await _write(c, "POST", "", 201, {"name": "doomed", "price": "2.00"})
@@ -158,7 +148,7 @@ async def _outage_and_recovery(
     assert "redis" in ready.json()["detail"]
 
     # The projector has not died: it still leads (holds its lock) and retries.
-    assert serve.alive()
+    assert serve.running
     assert await db.fetchrow(LOCK_HOLDER, LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF) is not None
     later = await _write(c, "POST", "", 201, {"name": "later", "price": "4.00"})
 
@@ -224,7 +214,7 @@ async def test_a_hung_redis_costs_a_read_one_short_timeout(
     redis_server.freeze()  # connections are accepted, nothing ever answers
     try:
         # The view cache may answer a GET by id for up to its lease after the last PONG
-        # (view_cache.py); past that, with no PONG, every read goes to Redis. Without
+        # (app/queries/cache/views.py); past that, with no PONG, every read goes to Redis. Without
         # the lease this read was answered 200 from the cache for as long as Redis hung.
         await asyncio.sleep(LEASE)
         for path in (_url(item), "/api/v1/items"):
@@ -338,7 +328,7 @@ async def _begin_create(conn: asyncpg.Connection) -> None:
     await conn.execute(
         "INSERT INTO events (event_id, item_id, item_version, type, payload, occurred_at)"
         " VALUES ($1, $2, 1, 'ItemCreated', $3::jsonb, $4)",
-        event.event_id, item_id, orjson.dumps(event_codec.to_payload(event)).decode(), now,
+        event.event_id, item_id, orjson.dumps(outbox.to_payload(event)).decode(), now,
     )  # fmt: skip
 
 

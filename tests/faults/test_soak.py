@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from app.infrastructure.settings import Settings
-from tests.faults.processes import Spawner, free_port, items_env
+from app.settings import Settings
 from tests.faults.soak import soak
+from tests.servers import Spawner, free_port, items_env
 
 SECONDS = 8.0
 WRITERS, READERS = 10, 4  # writes contend: that is where lost events would show

@@ -7,18 +7,16 @@ import uuid
 
 import asyncpg
 import httpx
-from fastapi import FastAPI
 
-from app.infrastructure.dead_letters import list_dead_letters, retry_dead_letters
-from tests.helpers import create, eventually
+from tests.helpers import Running, create, eventually
 
 ITEMS = "/api/v1/items"
 
 
 async def test_corrupt_event_is_dead_lettered_then_retried(
-    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+    app: Running, client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    container = app.state.container
+    container = app.container
     victim = await create(client, name="victim")
     await eventually(lambda: client.get(f"{ITEMS}/{victim['id']}"), lambda r: r.status_code == 200)
     # An event whose payload is corrupt, committed with its row as a writer would.
@@ -36,14 +34,14 @@ async def test_corrupt_event_is_dead_lettered_then_retried(
 
     other = await create(client, name="bystander")
     await eventually(lambda: client.get(f"{ITEMS}/{other['id']}"), lambda r: r.status_code == 200)
-    letters = await eventually(lambda: list_dead_letters(container), lambda rows: len(rows) == 1)
+    letters = await eventually(container.dead_letters, lambda rows: len(rows) == 1)
     assert letters[0]["position"] == position
     assert "changes" in letters[0]["error"] or "TypeError" in letters[0]["error"]
 
     # A later event of the same item is held back behind the dead letter.
     held = await client.patch(f"{ITEMS}/{victim['id']}", json={"price": "5"})
     assert held.status_code == 200
-    await eventually(lambda: list_dead_letters(container), lambda rows: len(rows) == 2)
+    await eventually(container.dead_letters, lambda rows: len(rows) == 2)
     assert (await client.get(f"{ITEMS}/{victim['id']}")).json()["version"] == 1
 
     # The operator fixes the payload, then retries.
@@ -51,10 +49,10 @@ async def test_corrupt_event_is_dead_lettered_then_retried(
         'UPDATE events SET payload = \'{"changes": {"name": "fixed later"}}\' WHERE position = $1',
         position,
     )
-    report = await retry_dead_letters(container)
+    report = await container.retry_dead_letters()
     assert report.failing == {}
     assert len(report.resolved) == 2
-    assert await list_dead_letters(container) == []
+    assert await container.dead_letters() == []
     view = (await client.get(f"{ITEMS}/{victim['id']}")).json()
     assert view["version"] == 3
     assert view["name"] == "fixed later"

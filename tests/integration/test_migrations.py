@@ -15,9 +15,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.cli import alembic_config, migrate
-from app.infrastructure.settings import asyncpg_dsn, sqlalchemy_url
-from app.infrastructure.tables import metadata
+from app.infrastructure.postgres.migrations import alembic_config, migrate
+from app.infrastructure.postgres.tables import metadata
+from app.settings import asyncpg_dsn, sqlalchemy_url
 
 
 @pytest.fixture

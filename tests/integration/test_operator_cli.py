@@ -7,20 +7,16 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from app.api.app import create_app
-from app.infrastructure.bootstrap import Container
-from app.infrastructure.settings import Settings
-from tests.helpers import create, eventually
-
-ITEMS = str(Path(sys.executable).with_name("items"))
+from app.bootstrap import Container
+from app.settings import Settings
+from tests.helpers import Running, create, eventually, running
+from tests.servers import ITEMS
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -43,7 +39,7 @@ async def items(settings: Settings, *args: str) -> subprocess.CompletedProcess[s
 
 @pytest.mark.slow
 async def test_verify_names_a_lost_view_and_repair_fixes_it(
-    client: httpx.AsyncClient, app: FastAPI, settings: Settings, redis: Redis
+    client: httpx.AsyncClient, app: Running, settings: Settings, redis: Redis
 ) -> None:
     kept = await create(client, name="kept")
     lost = await create(client, name="lost", tags=["x"])
@@ -54,7 +50,7 @@ async def test_verify_names_a_lost_view_and_repair_fixes_it(
         )
     assert (await items(settings, "verify")).returncode == 0
 
-    container: Container = app.state.container
+    container: Container = app.container
     live = await redis.get(container.layout.gen(0))
     assert live is not None
     generation = live.decode() if isinstance(live, bytes) else live
@@ -78,40 +74,36 @@ async def test_lost_redis_is_detected_restored_and_verified(
     reader = create_app(settings.model_copy(update={"projector_in_process": False}))
     projector = container.projector()
     task = asyncio.create_task(projector.run())
-    async with reader.router.lifespan_context(reader):
-        transport = httpx.ASGITransport(app=reader)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            await eventually(container.read_model.ready)
-            made = [await create(client, name=f"n{i}") for i in range(20)]
-            await eventually(lambda: client.get("/api/v1/items"), lambda r: r.json()["total"] == 20)
+    async with running(reader) as started, started.client() as client:
+        await eventually(container.read_model.ready)
+        made = [await create(client, name=f"n{i}") for i in range(20)]
+        await eventually(lambda: client.get("/api/v1/items"), lambda r: r.json()["total"] == 20)
+        projector.stop()
+        await asyncio.wait([task], timeout=10)
+
+        async for key in redis.scan_iter(match=f"{{{settings.redis_prefix}:*"):
+            await redis.delete(key)  # what FLUSHDB does to this service's keys
+
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["read_model"] != "ok"
+        status = json.loads((await items(settings, "status", "--json")).stdout)
+        assert status["read_model"] != "live"
+        assert (await client.get(f"/api/v1/items/{made[0]['id']}")).status_code == 503
+
+        task = asyncio.create_task(projector.run())  # restores from the event log
+        try:
+            await eventually(lambda: client.get("/readyz"), lambda r: r.status_code == 200)
+            page = await client.get("/api/v1/items", params={"limit": 100})
+            assert sorted(i["id"] for i in page.json()["items"]) == sorted(i["id"] for i in made)
+            verified = await items(settings, "verify")
+            assert verified.returncode == 0, verified.stdout
+            status = json.loads((await items(settings, "status", "--json")).stdout)
+            assert status["read_model"] == "live"
+            assert status["lag_events"] == 0
+        finally:
             projector.stop()
             await asyncio.wait([task], timeout=10)
-
-            async for key in redis.scan_iter(match=f"{{{settings.redis_prefix}:*"):
-                await redis.delete(key)  # what FLUSHDB does to this service's keys
-
-            ready = await client.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.json()["checks"]["read_model"] != "ok"
-            status = json.loads((await items(settings, "status", "--json")).stdout)
-            assert status["read_model"] != "live"
-            assert (await client.get(f"/api/v1/items/{made[0]['id']}")).status_code == 503
-
-            task = asyncio.create_task(projector.run())  # restores from the event log
-            try:
-                await eventually(lambda: client.get("/readyz"), lambda r: r.status_code == 200)
-                page = await client.get("/api/v1/items", params={"limit": 100})
-                assert sorted(i["id"] for i in page.json()["items"]) == sorted(
-                    i["id"] for i in made
-                )
-                verified = await items(settings, "verify")
-                assert verified.returncode == 0, verified.stdout
-                status = json.loads((await items(settings, "status", "--json")).stdout)
-                assert status["read_model"] == "live"
-                assert status["lag_events"] == 0
-            finally:
-                projector.stop()
-                await asyncio.wait([task], timeout=10)
 
 
 @pytest.mark.parametrize("command", ["status", "verify"])

@@ -8,14 +8,13 @@ import random
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from app.infrastructure.bootstrap import Container
-from app.infrastructure.settings import Settings
-from app.infrastructure.verify import verify
-from app.queries.page_cache import PageCache
+from app.bootstrap import Container
+from app.queries.cache.pages import PageCache
+from app.settings import Settings
 from tests.helpers import (
+    Running,
     Seen,
     caches_enabled,
     create,
@@ -35,17 +34,17 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"view_cache_mb": 64})
 
 
-def _pages(app: FastAPI) -> PageCache:
-    container: Container = app.state.container
+def _pages(app: Running) -> PageCache:
+    container: Container = app.container
     return container.page_cache
 
 
-async def _cached_list(client: httpx.AsyncClient, app: FastAPI, path: str) -> httpx.Response:
+async def _cached_list(client: httpx.AsyncClient, app: Running, path: str) -> httpx.Response:
     return await get_until_hit(client, path, lambda: _pages(app).hits)
 
 
 async def test_no_list_shows_an_older_state_once_a_write_is_visible(
-    app: FastAPI, client: httpx.AsyncClient
+    app: Running, client: httpx.AsyncClient
 ) -> None:
     await caches_enabled(app)
     items = [await create(client) for _ in range(4)]
@@ -72,7 +71,7 @@ async def test_no_list_shows_an_older_state_once_a_write_is_visible(
 
 
 async def test_a_consistency_token_sees_its_write_in_a_warm_page(
-    app: FastAPI, client: httpx.AsyncClient
+    app: Running, client: httpx.AsyncClient
 ) -> None:
     await caches_enabled(app)
     item = await visible(client, await create(client))
@@ -92,10 +91,10 @@ async def test_a_consistency_token_sees_its_write_in_a_warm_page(
 
 
 async def test_a_verify_repair_drops_cached_pages(
-    app: FastAPI, client: httpx.AsyncClient, redis: Redis
+    app: Running, client: httpx.AsyncClient, redis: Redis
 ) -> None:
     await caches_enabled(app)
-    container: Container = app.state.container
+    container: Container = app.container
     item = await create(client, name="thing")
     await eventually(lambda: container.read_model.get(item["id"]), lambda r: r.version >= 1)
     layout = container.layout
@@ -108,7 +107,7 @@ async def test_a_verify_repair_drops_cached_pages(
     await redis.set(key, view.replace(b'"name":"thing"', b'"name":"drifted"'))  # no notice
     path = f"{ITEMS}?limit=20"
     assert (await _cached_list(client, app, path)).json()["items"][0]["name"] == "drifted"
-    report = await verify(container, repair=True, wait=10)
+    report = await container.verify(repair=True, wait=10)
     assert report.repaired == 1
     got = await eventually(
         lambda: client.get(path), lambda r: r.json()["items"][0]["name"] == "thing"

@@ -14,13 +14,15 @@ import httpx
 import orjson
 from redis.asyncio import Redis
 
+from app.bootstrap import Container
+from app.commands import outbox
 from app.commands.commands import CreateItem, DeleteItem, UpdateItem
 from app.domain.events import ItemCreated
-from app.infrastructure import event_codec, event_log
-from app.infrastructure.bootstrap import Container
-from app.infrastructure.projection import ItemState, diff, fold
-from app.infrastructure.projection_store import ProjectionStore, Target
-from app.infrastructure.redis_keys import KeyLayout, scan_pattern
+from app.infrastructure.postgres.event_log import PgEventLog
+from app.infrastructure.redis.keys import KeyLayout, scan_pattern
+from app.infrastructure.redis.projection_store import RedisProjectionStore
+from app.projection.fold import ItemState, diff, fold
+from app.projection.ports import Target
 from app.queries.errors import ReadModelUnavailable
 from tests.helpers import create, eventually
 
@@ -54,7 +56,7 @@ async def _add_created(conn: asyncpg.Connection, item_id: uuid.UUID, name: str) 
     position = await conn.fetchval(
         "INSERT INTO events (event_id, item_id, item_version, type, payload, occurred_at)"
         " VALUES ($1, $2, 1, 'ItemCreated', $3::jsonb, $4) RETURNING position",
-        event.event_id, item_id, orjson.dumps(event_codec.to_payload(event)).decode(), now,
+        event.event_id, item_id, outbox.payload_text(event), now,
     )  # fmt: skip
     return int(position)
 
@@ -175,15 +177,15 @@ async def test_replays_and_out_of_order_batches_give_identical_views(
     await container.bus.handle(UpdateItem(item_id=ids[1], changes={"name": "zz", "price": "7"}))
     await container.bus.handle(UpdateItem(item_id=ids[0], changes={"description": "d"}))
     await container.bus.handle(DeleteItem(item_id=ids[2]))
-    _, stored = await event_log.read_after(db, 0, 1000)
+    _, stored = await PgEventLog(db).read_after(0, 1000)
     events = [s.decode() for s in stored]
 
-    async def store_for(name: str) -> tuple[ProjectionStore, Target]:
+    async def store_for(name: str) -> tuple[RedisProjectionStore, Target]:
         layout = KeyLayout(f"{prefix}{name}", 1)
         await redis.set(layout.gen(0), "g1")
-        return ProjectionStore(redis, layout), Target(0, "g1", building=False)
+        return RedisProjectionStore(redis, layout), Target(0, "g1", building=False)
 
-    async def apply(store: ProjectionStore, target: Target, batch: list[Any], cp: int) -> int:
+    async def apply(store: RedisProjectionStore, target: Target, batch: list[Any], cp: int) -> int:
         ops = []
         for item_id in {str(e.item_id) for e in batch}:
             mine = [e for e in batch if str(e.item_id) == item_id]

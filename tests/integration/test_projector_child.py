@@ -12,9 +12,9 @@ import pytest
 from redis.asyncio import Redis
 
 from app.api.app import create_app
-from app.infrastructure.settings import Settings
-from tests.faults.processes import Spawner, free_port, items_env
-from tests.helpers import eventually
+from app.settings import Settings
+from tests.helpers import eventually, running
+from tests.servers import Spawner, free_port, items_env
 
 ITEMS = "/api/v1/items"
 
@@ -68,19 +68,16 @@ async def test_the_child_projects_is_restarted_when_killed_and_stops_with_the_ap
 ) -> None:
     before = children(os.getpid())
     app = create_app(settings.model_copy(update={"projector_in_child": True}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            await eventually(app.state.container.read_model.ready, within=15)
-            assert await _visible(client, "first") == 200
+    async with running(app, within=15) as started, started.client() as client:
+        assert await _visible(client, "first") == 200
 
-            async def child() -> set[int]:
-                return children(os.getpid()) - before
+        async def child() -> set[int]:
+            return children(os.getpid()) - before
 
-            (first,) = await eventually(child, lambda pids: len(pids) == 1)
-            os.kill(first, signal.SIGKILL)  # no handler runs; the lock goes with its connection
-            await eventually(child, lambda pids: len(pids) == 1 and first not in pids, within=10)
-            assert await _visible(client, "after the restart") == 200
+        (first,) = await eventually(child, lambda pids: len(pids) == 1)
+        os.kill(first, signal.SIGKILL)  # no handler runs; the lock goes with its connection
+        await eventually(child, lambda pids: len(pids) == 1 and first not in pids, within=10)
+        assert await _visible(client, "after the restart") == 200
     assert children(os.getpid()) - before == set()
 
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,13 +14,12 @@ from redis.asyncio import Redis
 
 from app import cli
 from app.api.app import create_app
+from app.bootstrap import Container
 from app.commands.commands import CreateItem
-from app.infrastructure.bootstrap import Container
-from app.infrastructure.projector import Projector
-from app.infrastructure.settings import Settings
-from tests.helpers import create, eventually
-
-ITEMS = str(Path(sys.executable).with_name("items"))
+from app.projection.runner import Projector
+from app.settings import Settings
+from tests.helpers import create, eventually, running
+from tests.servers import ITEMS, free_port
 
 
 async def test_only_one_projector_applies_and_another_takes_over(
@@ -77,34 +73,25 @@ async def test_reads_are_served_while_postgresql_is_unreachable(
             "db_connect_timeout": 1.0,
         }
     )
-    app = create_app(cut_off)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            got = await c.get(f"/api/v1/items/{item['id']}")
-            assert got.status_code == 200
-            assert got.json() == item
-            assert (await c.get("/api/v1/items")).json()["total"] == 1
-            write = await c.post("/api/v1/items", json={"name": "x", "price": "1"})
-            assert write.status_code == 503
-            assert write.headers["content-type"] == "application/problem+json"
-            assert write.headers["retry-after"]
-            ready = await c.get("/readyz")
-            assert ready.status_code == 503
-            assert "postgres" in ready.json()["detail"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    async with running(create_app(cut_off)) as started, started.client() as c:
+        got = await c.get(f"/api/v1/items/{item['id']}")
+        assert got.status_code == 200
+        assert got.json() == item
+        assert (await c.get("/api/v1/items")).json()["total"] == 1
+        write = await c.post("/api/v1/items", json={"name": "x", "price": "1"})
+        assert write.status_code == 503
+        assert write.headers["content-type"] == "application/problem+json"
+        assert write.headers["retry-after"]
+        ready = await c.get("/readyz")
+        assert ready.status_code == 503
+        assert "postgres" in ready.json()["detail"]
 
 
 @pytest.mark.slow
 async def test_console_script_serves_and_projects_in_separate_processes(
     settings: Settings, redis: Redis, db: object
 ) -> None:
-    port = _free_port()
+    port = free_port()
     assert settings.database_url
     assert settings.redis_url
     env = {

@@ -10,15 +10,17 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from app.infrastructure import views
-from app.infrastructure.projection_store import as_text
-from app.infrastructure.rebuild import REBUILD_LOCK, RebuildRefused, rebuild
-from app.infrastructure.redis_keys import index_members, scan_pattern
-from app.infrastructure.repositories import item_from_row
-from app.infrastructure.verify import verify
-from tests.helpers import eventually
+from app.cli.rebuild import Shown
+from app.cli.verify import summary
+from app.infrastructure.postgres.items_reader import REBUILD_LOCK
+from app.infrastructure.postgres.repositories import item_from_row
+from app.infrastructure.redis.keys import scan_pattern
+from app.infrastructure.redis.projection_store import as_text
+from app.operations.rebuild import RebuildRefused
+from app.queries import views
+from app.queries.views import index_members
+from tests.helpers import Running, eventually
 
 ITEMS = "/api/v1/items"
 
@@ -47,7 +49,7 @@ async def _seed_rows(db: asyncpg.Connection, n: int) -> None:
 
 @pytest.mark.slow
 async def test_rebuild_while_clients_read_and_write(
-    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+    app: Running, client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     await _seed_rows(db, 3000)
     page = await eventually(
@@ -56,7 +58,7 @@ async def test_rebuild_while_clients_read_and_write(
         within=20,
     )
     known = [i["id"] for i in page.json()["items"]]
-    container = app.state.container
+    container = app.container
     stop = asyncio.Event()
     bad: list[Any] = []
     written: list[dict[str, Any]] = []
@@ -82,7 +84,7 @@ async def test_rebuild_while_clients_read_and_write(
 
     tasks = [asyncio.create_task(reader()), asyncio.create_task(writer())]
     lines: list[str] = []
-    report = await rebuild(container, batch_size=500, out=lines.append, tty=False)
+    report = await container.rebuild(batch_size=500, progress=Shown(lines.append, tty=False))
     await asyncio.sleep(0.3)
     stop.set()
     await asyncio.gather(*tasks)
@@ -96,30 +98,30 @@ async def test_rebuild_while_clients_read_and_write(
             lambda i=item: client.get(f"{ITEMS}/{i['id']}"),  # type: ignore[misc]
             lambda r: r.status_code == 200,
         )
-    verified = await verify(container, wait=20)
-    assert verified.ok, verified.summary()
+    verified = await container.verify(wait=20)
+    assert verified.ok, summary(verified)
     # Nothing of the old generation is left behind.
     pattern = scan_pattern(container.layout.tag(0) + ":g")
     gens = {k.split(b":")[2] async for k in container.redis.scan_iter(match=pattern)}
     assert gens - {b"gen"} == {report.generation.encode()}
 
 
-async def test_a_second_rebuild_refuses(app: FastAPI, database_url: str) -> None:
+async def test_a_second_rebuild_refuses(app: Running, database_url: str) -> None:
     holder = await asyncpg.connect(database_url.replace("+asyncpg", ""))
     try:
         await holder.execute("SELECT pg_advisory_lock($1)", REBUILD_LOCK)
         with pytest.raises(RebuildRefused, match="another"):
-            await rebuild(app.state.container, out=lambda _: None)
+            await app.container.rebuild()
     finally:
         await holder.close()
 
 
-async def test_dry_run_writes_nothing(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_dry_run_writes_nothing(app: Running, client: httpx.AsyncClient) -> None:
     created = await client.post(ITEMS, json={"name": "a", "price": "1"})
     await eventually(
         lambda: client.get(created.headers["location"]), lambda r: r.status_code == 200
     )
-    container = app.state.container
+    container = app.container
     prefix = container.layout.prefix
 
     async def ours() -> list[bytes]:
@@ -128,20 +130,20 @@ async def test_dry_run_writes_nothing(app: FastAPI, client: httpx.AsyncClient) -
 
     before = await ours()
     assert before
-    report = await rebuild(container, dry_run=True, out=lambda _: None)
+    report = await container.rebuild(dry_run=True)
     assert report.dry_run
     assert report.items == 1
     assert await ours() == before
 
 
 async def test_an_interrupted_rebuild_leaves_the_live_generation_and_is_cleaned_up(
-    app: FastAPI, client: httpx.AsyncClient
+    app: Running, client: httpx.AsyncClient
 ) -> None:
     created = await client.post(ITEMS, json={"name": "a", "price": "1"})
     await eventually(
         lambda: client.get(created.headers["location"]), lambda r: r.status_code == 200
     )
-    container = app.state.container
+    container = app.container
     layout, redis = container.layout, container.redis
     live = await redis.get(layout.gen(0))
     # What a rebuild killed half-way leaves: its pointer and part of its generation.
@@ -151,7 +153,7 @@ async def test_an_interrupted_rebuild_leaves_the_live_generation_and_is_cleaned_
     assert await redis.get(layout.gen(0)) == live
     assert (await client.get(created.headers["location"])).json() == created.json()
 
-    report = await rebuild(container, out=lambda _: None)
+    report = await container.rebuild()
     assert report.switched == [0]
     leftovers = [k async for k in redis.scan_iter(match=scan_pattern(layout.base(0, "gkilled")))]
     assert leftovers == []
@@ -181,7 +183,7 @@ async def test_rebuilt_views_are_the_bytes_the_write_side_renders(
             " $5::timestamptz + interval '1 second')",
             name, description, price, tags, at,
         )  # fmt: skip
-    report = await rebuild(container, out=lambda _: None)
+    report = await container.rebuild()
     assert report.items == 3
     layout, redis = container.layout, container.redis
     base = layout.base(0, report.generation)
@@ -191,5 +193,5 @@ async def test_rebuilt_views_are_the_bytes_the_write_side_renders(
         assert int(await redis.hget(base + "ver", str(row["id"]))) == 3
         for suffix, member in index_members(view).items():
             assert await redis.zscore(base + suffix, member) == 0, suffix
-    verified = await verify(container, wait=5)
-    assert verified.ok, verified.summary()
+    verified = await container.verify(wait=5)
+    assert verified.ok, summary(verified)

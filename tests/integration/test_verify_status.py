@@ -8,18 +8,18 @@ from typing import Any
 
 import asyncpg
 import httpx
-from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from app.api.app import create_app
-from app.infrastructure import views
-from app.infrastructure.bootstrap import Container
-from app.infrastructure.projection_store import as_text
-from app.infrastructure.redis_keys import index_members
-from app.infrastructure.settings import Settings
-from app.infrastructure.status import render_status, status
-from app.infrastructure.verify import VerifyReport, verify
-from tests.helpers import create, eventually, visible
+from app.bootstrap import Container
+from app.cli.status import render_status
+from app.cli.verify import progress_line, summary
+from app.infrastructure.redis.projection_store import as_text
+from app.operations.verify import VerifyReport
+from app.queries import views
+from app.queries.views import index_members
+from app.settings import Settings
+from tests.helpers import Running, create, eventually, running, visible
 
 ITEMS = "/api/v1/items"
 
@@ -50,47 +50,49 @@ async def _history(client: httpx.AsyncClient) -> list[dict[str, Any]]:
     return live
 
 
-async def test_verify_ok_after_writes(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_verify_ok_after_writes(app: Running, client: httpx.AsyncClient) -> None:
     await _history(client)
     lines: list[str] = []
-    report = await verify(app.state.container, wait=10, batch=2, out=lines.append)
-    assert report.ok, report.summary()
+    report = await app.container.verify(
+        wait=10, batch=2, progress=lambda step: lines.append(progress_line(step))
+    )
+    assert report.ok, summary(report)
     assert report.checked == 4
     assert report.counts == dict.fromkeys(report.counts, 0)
     assert not report.read_model_missing
-    assert "matches" in report.summary()[0]
+    assert "matches" in summary(report)[0]
     assert lines
 
 
 async def test_missing_view_is_reported_and_repaired(
-    app: FastAPI, client: httpx.AsyncClient
+    app: Running, client: httpx.AsyncClient
 ) -> None:
-    container: Container = app.state.container
+    container: Container = app.container
     live = await _history(client)
     victim = live[1]["id"]
     await container.redis.delete(await _base(container, victim) + f"v:{victim}")
 
-    report = await verify(container, wait=10)
+    report = await container.verify(wait=10)
     assert not report.ok
     assert report.missing == [victim]
-    assert any(victim in line for line in report.summary())
+    assert any(victim in line for line in summary(report))
 
-    repaired = await verify(container, repair=True, wait=10)
+    repaired = await container.verify(repair=True, wait=10)
     assert repaired.missing == [victim]
     assert repaired.repaired == 1
     assert repaired.after_repair is not None
     assert repaired.after_repair.ok
     assert repaired.ok
-    assert (await verify(container, wait=10)).ok
+    assert (await container.verify(wait=10)).ok
     got = await client.get(f"{ITEMS}/{victim}")
     assert got.status_code == 200
     assert got.json() == live[1]
 
 
 async def test_corrupt_index_and_extra_are_reported_and_repaired(
-    app: FastAPI, client: httpx.AsyncClient, db: asyncpg.Connection
+    app: Running, client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    container: Container = app.state.container
+    container: Container = app.container
     live = await _history(client)
     corrupt, unindexed, stale = live[0]["id"], live[2]["id"], live[3]["id"]
     redis = container.redis
@@ -114,7 +116,7 @@ async def test_corrupt_index_and_extra_are_reported_and_repaired(
     for suffix, member in index_members(ghost_view).items():
         await redis.zadd(gbase + suffix, {member: 0})
 
-    report = await verify(container, wait=10)
+    report = await container.verify(wait=10)
     assert not report.ok
     assert report.corrupt == [corrupt]
     assert report.stale == [stale]
@@ -122,14 +124,14 @@ async def test_corrupt_index_and_extra_are_reported_and_repaired(
     assert report.index_missing == [(unindexed, "ix:name")]
     assert report.missing == []
     assert {i for i, _ in report.index_extra} == {ghost}
-    text = "\n".join(report.summary())
+    text = "\n".join(summary(report))
     for item_id in (corrupt, stale, ghost, unindexed):
         assert item_id in text
 
-    repaired = await verify(container, repair=True, wait=10)
-    assert repaired.ok, repaired.summary()
+    repaired = await container.verify(repair=True, wait=10)
+    assert repaired.ok, summary(repaired)
     assert repaired.repaired == 4
-    assert (await verify(container, wait=10)).ok
+    assert (await container.verify(wait=10)).ok
     assert await redis.get(gbase + f"v:{ghost}") is None
     assert await redis.hget(gbase + "ver", ghost) == b"-1"
     assert (await client.get(f"{ITEMS}/{ghost}")).status_code == 404
@@ -141,7 +143,7 @@ async def test_corrupt_index_and_extra_are_reported_and_repaired(
 
 
 async def test_verify_does_not_report_writes_racing_it(
-    app: FastAPI, client: httpx.AsyncClient
+    app: Running, client: httpx.AsyncClient
 ) -> None:
     await _history(client)
     stop = asyncio.Event()
@@ -157,20 +159,20 @@ async def test_verify_does_not_report_writes_racing_it(
 
     task = asyncio.create_task(writer())
     try:
-        reports = [await verify(app.state.container, wait=10, batch=3) for _ in range(3)]
+        reports = [await app.container.verify(wait=10, batch=3) for _ in range(3)]
     finally:
         stop.set()
         await task
     for report in reports:
-        assert report.ok, report.summary()
+        assert report.ok, summary(report)
 
 
-async def test_status_while_projecting(app: FastAPI, client: httpx.AsyncClient) -> None:
-    container: Container = app.state.container
+async def test_status_while_projecting(app: Running, client: httpx.AsyncClient) -> None:
+    container: Container = app.container
     await _history(client)
 
     async def caught_up() -> dict[str, Any]:
-        return await status(container)
+        return await container.status()
 
     state = await eventually(caught_up, lambda s: s["lag_events"] == 0)
     assert state["head_position"] > 0
@@ -210,50 +212,47 @@ async def test_status_and_verify_when_redis_lost_its_data(
     projector = container.projector()
     task = asyncio.create_task(projector.run())
     try:
-        state = await eventually(lambda: status(container), lambda s: s["lag_events"] == 0)
+        state = await eventually(container.status, lambda s: s["lag_events"] == 0)
         assert state["head_position"] == 1
         assert state["checkpoint"] == 1
         assert state["projector"] is not None
-        assert (await verify(container, wait=10)).ok
+        assert (await container.verify(wait=10)).ok
     finally:
         projector.stop()
         await asyncio.wait_for(task, 10)
 
-    state = await status(container)
+    state = await container.status()
     assert state["projector"] is None
     async for key in redis.scan_iter(match=f"{{{prefix}:*", count=1000):
         await redis.unlink(key)
-    state = await status(container)
+    state = await container.status()
     assert state["read_model"] == "missing"
     assert state["partitions"][0]["generation"] is None
     assert state["lag_events"] == 1
     assert "missing" in render_status(state)
-    report: VerifyReport = await verify(container, wait=1)
+    report: VerifyReport = await container.verify(wait=1)
     assert report.read_model_missing
     assert not report.ok
-    assert "missing" in report.summary()[0]
+    assert "missing" in summary(report)[0]
 
 
 async def test_verify_and_repair_across_partitions(
     settings: Settings, db: asyncpg.Connection, redis: Redis
 ) -> None:
     application = create_app(settings.model_copy(update={"projection_partitions": 3}))
-    async with application.router.lifespan_context(application):
-        container: Container = application.state.container
-        await eventually(container.read_model.ready)
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            live = await _history(client)
-            assert len({container.layout.partition_of(i["id"]) for i in live}) > 1
-            assert (await verify(container, wait=10)).ok
-            victim = live[0]["id"]
-            base = await _base(container, victim)
-            await redis.delete(base + f"v:{victim}")
-            await redis.zrem(base + "ix:price", index_members(live[0])["ix:price"])
-            report = await verify(container, wait=10)
-            assert report.missing == [victim]
-            assert report.index_missing == [(victim, "ix:price")]
-            assert (await verify(container, repair=True, wait=10)).ok
-            state = await status(container)
-            assert len(state["partitions"]) == 3
-            assert state["read_model"] == "live"
+    async with running(application) as started, started.client() as client:
+        container: Container = started.container
+        live = await _history(client)
+        assert len({container.layout.partition_of(i["id"]) for i in live}) > 1
+        assert (await container.verify(wait=10)).ok
+        victim = live[0]["id"]
+        base = await _base(container, victim)
+        await redis.delete(base + f"v:{victim}")
+        await redis.zrem(base + "ix:price", index_members(live[0])["ix:price"])
+        report = await container.verify(wait=10)
+        assert report.missing == [victim]
+        assert report.index_missing == [(victim, "ix:price")]
+        assert (await container.verify(repair=True, wait=10)).ok
+        state = await container.status()
+        assert len(state["partitions"]) == 3
+        assert state["read_model"] == "live"

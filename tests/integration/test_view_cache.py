@@ -10,16 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 
-from app.infrastructure.bootstrap import Container
-from app.infrastructure.rebuild import rebuild
-from app.infrastructure.settings import Settings
-from app.infrastructure.verify import verify
-from app.queries.view_cache import ViewCache
+from app.bootstrap import Container
+from app.queries.cache.views import ViewCache
+from app.settings import Settings
 from tests.helpers import (
+    Running,
     Seen,
     caches_enabled,
     create,
@@ -38,25 +36,25 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"view_cache_mb": 64})
 
 
-def _cache(app: FastAPI) -> ViewCache:
-    container: Container = app.state.container
+def _cache(app: Running) -> ViewCache:
+    container: Container = app.container
     return container.view_cache
 
 
-async def _cached_get(client: httpx.AsyncClient, app: FastAPI, path: str) -> httpx.Response:
+async def _cached_get(client: httpx.AsyncClient, app: Running, path: str) -> httpx.Response:
     return await get_until_hit(client, path, lambda: _cache(app).hits)
 
 
-async def _projected(app: FastAPI, item: dict[str, Any]) -> dict[str, Any]:
+async def _projected(app: Running, item: dict[str, Any]) -> dict[str, Any]:
     """Wait until Redis holds the item, without a GET (which would fill the cache)."""
-    container: Container = app.state.container
+    container: Container = app.container
     await eventually(lambda: container.read_model.get(item["id"]), lambda r: r.version >= 1)
     return item
 
 
-async def _corrupt_view(redis: Redis, app: FastAPI, item_id: str) -> bytes:
+async def _corrupt_view(redis: Redis, app: Running, item_id: str) -> bytes:
     """Rewrite the live view behind the projector's back (no notice): drift."""
-    container: Container = app.state.container
+    container: Container = app.container
     layout = container.layout
     p = layout.partition_of(item_id)
     generation = await redis.get(layout.gen(p))
@@ -71,7 +69,7 @@ async def _corrupt_view(redis: Redis, app: FastAPI, item_id: str) -> bytes:
 
 
 async def test_readers_never_see_a_version_go_back_and_the_cache_serves(
-    app: FastAPI, client: httpx.AsyncClient
+    app: Running, client: httpx.AsyncClient
 ) -> None:
     await caches_enabled(app)
     items = [await create(client) for _ in range(4)]
@@ -99,7 +97,7 @@ async def test_readers_never_see_a_version_go_back_and_the_cache_serves(
 
 
 async def test_a_consistency_token_sees_its_write_through_a_warm_cache(
-    app: FastAPI, client: httpx.AsyncClient
+    app: Running, client: httpx.AsyncClient
 ) -> None:
     await caches_enabled(app)
     item = await visible(client, await create(client))
@@ -142,7 +140,7 @@ async def _kill_subscriber(redis: Redis, name: str) -> int:
 
 
 async def test_a_lost_subscription_cannot_pin_a_stale_view(
-    app: FastAPI,
+    app: Running,
     client: httpx.AsyncClient,
     redis: Redis,
     prefix: str,
@@ -155,7 +153,7 @@ async def test_a_lost_subscription_cannot_pin_a_stale_view(
     held_reconnect.clear()
     assert await _kill_subscriber(redis, f"items:{prefix}") == 1
     patched = await client.patch(path, json={"name": "after the kill"})
-    container: Container = app.state.container
+    container: Container = app.container
     # The write is in Redis while the watcher is cut off: its notice is lost.
     await eventually(
         lambda: container.read_model.get(item["id"]),
@@ -169,27 +167,27 @@ async def test_a_lost_subscription_cannot_pin_a_stale_view(
 
 
 async def test_a_rebuild_switch_drops_views_of_the_old_generation(
-    app: FastAPI, client: httpx.AsyncClient, redis: Redis
+    app: Running, client: httpx.AsyncClient, redis: Redis
 ) -> None:
     await caches_enabled(app)
     item = await _projected(app, await create(client))
     path = f"{ITEMS}/{item['id']}"
     drifted = await _corrupt_view(redis, app, item["id"])
     assert (await _cached_get(client, app, path)).content == drifted
-    await rebuild(app.state.container, out=lambda _: None)
+    await app.container.rebuild()
     got = await eventually(lambda: client.get(path), lambda r: r.content != drifted)
     assert got.json() == item
 
 
 async def test_a_verify_repair_drops_the_repaired_view(
-    app: FastAPI, client: httpx.AsyncClient, redis: Redis
+    app: Running, client: httpx.AsyncClient, redis: Redis
 ) -> None:
     await caches_enabled(app)
     item = await _projected(app, await create(client))
     path = f"{ITEMS}/{item['id']}"
     drifted = await _corrupt_view(redis, app, item["id"])
     assert (await _cached_get(client, app, path)).content == drifted
-    report = await verify(app.state.container, repair=True, wait=10)
+    report = await app.container.verify(repair=True, wait=10)
     assert report.repaired == 1
     got = await eventually(lambda: client.get(path), lambda r: r.content != drifted)
     assert got.json() == item

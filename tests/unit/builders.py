@@ -13,12 +13,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
+from app.commands import outbox
 from app.domain.events import Event
 from app.domain.model import Item
-from app.infrastructure import event_codec
-from app.infrastructure.event_log import StoredEvent
+from app.projection.ports import StoredEvent
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -103,8 +101,9 @@ def cut(rng: random.Random, events: list[Event]) -> list[list[Event]]:
     return batches
 
 
-def stored(events: list[Event]) -> list[StoredEvent]:
-    """The events as the event log hands them out: positions 1, 2, ... and JSON payloads."""
+def stored(events: list[Event], start: int = 1) -> list[StoredEvent]:
+    """The events as the event log hands them out: positions `start`, `start` + 1, ...
+    and JSON payloads."""
     return [
         StoredEvent(
             position=n,
@@ -112,8 +111,8 @@ def stored(events: list[Event]) -> list[StoredEvent]:
             item_id=e.item_id,
             version=e.version,
             type=type(e).__name__,
-            payload=orjson.dumps(event_codec.to_payload(e)).decode(),
+            payload=outbox.payload_text(e),
             occurred_at=e.occurred_at,
         )
-        for n, e in enumerate(events, start=1)
+        for n, e in enumerate(events, start=start)
     ]

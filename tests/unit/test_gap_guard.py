@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.infrastructure.event_log import GapGuard, Snapshot
+from app.projection.gap_guard import GapGuard, Snapshot
 
 
 def snap(xmax: int, *xip: int) -> Snapshot:

@@ -2,150 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
-from uuid import UUID
 
 import pytest
 
 from app.commands.bus import CommandBus, CommandResult
 from app.commands.commands import CreateItem, DeleteItem, UpdateItem
 from app.commands.idempotency import (
-    IdempotencyStore,
     IdempotentRequest,
     KeyReused,
     RequestInFlight,
     StoredResponse,
 )
-from app.commands.unit_of_work import ItemRepository, UnitOfWork
 from app.domain.errors import InvalidValue, ItemNotFound, VersionMismatch
-from app.domain.events import Event, ItemCreated, ItemDeleted, ItemUpdated
-from app.domain.model import Item
+from app.domain.events import ItemCreated, ItemDeleted, ItemUpdated
+from tests.fakes import Clock, FakeDatabase, FakeUnitOfWork
 from tests.unit.builders import at, uid
-
-
-def _copy(item: Item) -> Item:
-    return dataclasses.replace(item, events=[])
-
-
-@dataclass
-class FakeDatabase:
-    """What the fake transactions commit to: rows, an event log with positions,
-    idempotency records, and a record of every commit and rollback."""
-
-    rows: dict[UUID, Item] = field(default_factory=dict)
-    log: list[tuple[int, Event]] = field(default_factory=list)
-    keys: dict[str, tuple[str, StoredResponse]] = field(default_factory=dict)
-    locked: set[str] = field(default_factory=set)  # keys held by open transactions
-    appends: list[list[Event]] = field(default_factory=list)  # each _append call
-    commits: list[list[Event]] = field(default_factory=list)  # events of each commit
-    rollbacks: int = 0
-    next_position: int = 1
-
-
-class FakeItemRepository(ItemRepository):
-    """Reads committed rows; writes are staged until the unit of work commits."""
-
-    def __init__(self, db: FakeDatabase) -> None:
-        super().__init__()
-        self._db = db
-        self.staged: dict[UUID, Item | None] = {}  # None: delete the row
-
-    async def _get(self, item_id: UUID) -> Item | None:
-        row = self._db.rows.get(item_id)
-        return None if row is None else _copy(row)
-
-    async def _add(self, item: Item) -> None:
-        if item.id in self._db.rows:
-            raise ValueError(f"duplicate id {item.id}")
-        self.staged[item.id] = _copy(item)
-
-    async def save(self, item: Item) -> None:
-        self.staged[item.id] = None if item.deleted else _copy(item)
-
-    async def last_position(self, item_id: UUID) -> int | None:
-        positions = [p for p, e in self._db.log if e.item_id == item_id]
-        return max(positions, default=None)
-
-
-class FakeIdempotencyStore(IdempotencyStore):
-    def __init__(self, db: FakeDatabase) -> None:
-        self._db = db
-        self.held: set[str] = set()
-        self.staged: dict[str, tuple[str, StoredResponse]] = {}
-
-    async def lock(self, key: str) -> bool:
-        if key in self._db.locked and key not in self.held:
-            return False
-        self._db.locked.add(key)
-        self.held.add(key)
-        return True
-
-    async def get(self, key: str) -> tuple[str, StoredResponse] | None:
-        return self._db.keys.get(key)
-
-    async def save(self, key: str, fingerprint: str, response: StoredResponse) -> None:
-        assert key in self.held
-        self.staged[key] = (fingerprint, response)
-
-
-class FakeUnitOfWork(UnitOfWork):
-    """One in-memory transaction: appended events get positions at once (as the real
-    outbox's identity column does) but only reach the log on commit."""
-
-    items: FakeItemRepository
-    idempotency: FakeIdempotencyStore
-
-    def __init__(self, db: FakeDatabase) -> None:
-        self._db = db
-        self.items = FakeItemRepository(db)
-        self.idempotency = FakeIdempotencyStore(db)
-        self.appended: list[tuple[int, Event]] = []
-        self.committed = False
-
-    async def _append(self, events: list[Event]) -> int:
-        assert events, "nothing to append"
-        self._db.appends.append(list(events))
-        for event in events:
-            self.appended.append((self._db.next_position, event))
-            self._db.next_position += 1  # a rolled-back position leaves a hole
-        return self.appended[-1][0]
-
-    async def _commit(self) -> None:
-        assert not self.committed, "a unit of work commits once"
-        self.committed = True
-        for item_id, row in self.items.staged.items():
-            if row is None:
-                self._db.rows.pop(item_id, None)
-            else:
-                self._db.rows[item_id] = row
-        self._db.log += self.appended
-        self._db.keys.update(self.idempotency.staged)
-        self._db.commits.append([e for _, e in self.appended])
-        self._release()
-
-    async def rollback(self) -> None:
-        if not self.committed:
-            self._db.rollbacks += 1
-        self._release()
-
-    def _release(self) -> None:
-        self.items.staged.clear()
-        self.idempotency.staged.clear()
-        self.appended = []
-        self._db.locked -= self.idempotency.held
-        self.idempotency.held.clear()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.step = 0
-
-    def __call__(self) -> datetime:
-        self.step += 1
-        return at(self.step)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The list page cache's rules, one by one (the argument is in app/queries/page_cache.py)."""
+"""The list page cache's rules, one by one (the argument is in app/queries/cache/pages.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from uuid import uuid4
 
 import pytest
 
-from app.infrastructure.redis_keys import ChangeNotice
-from app.queries.page_cache import PAGE_OVERHEAD, CachedPage, PageCache
+from app.queries.cache.pages import PAGE_OVERHEAD, CachedPage, PageCache
+from app.queries.cache.views import ViewCache
+from app.queries.notices import ChangeNotice
 from app.queries.read_model import ViewRead
-from app.queries.view_cache import ViewCache
 
 G = "g1"
 KEY = (20, "-created_at", None, None)

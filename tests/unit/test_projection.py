@@ -12,11 +12,13 @@ from uuid import UUID
 import orjson
 import pytest
 
+from app.commands import outbox
 from app.domain.events import Event, ItemCreated, ItemUpdated
 from app.domain.model import Item
-from app.infrastructure import event_codec, views
-from app.infrastructure.projection import ItemState, ProjectionError, apply_event, diff, fold
-from app.infrastructure.redis_keys import SORT_FIELDS, index_members
+from app.projection.fold import ItemState, ProjectionError, apply_event, diff, fold
+from app.queries import views
+from app.queries.queries import SORT_FIELDS
+from app.queries.views import index_members
 from tests.unit.builders import at, cut, random_history, uid
 
 ID = uid(1)
@@ -416,9 +418,9 @@ def test_events_decoded_from_the_log_fold_to_the_same_state() -> None:
     item.delete(now=at(9))
     events += item.events
     decoded = [
-        event_codec.from_record(
+        outbox.from_record(
             type_name=type(e).__name__,
-            payload=orjson.loads(orjson.dumps(event_codec.to_payload(e))),
+            payload=orjson.loads(orjson.dumps(outbox.to_payload(e))),
             item_id=e.item_id,
             version=e.version,
             occurred_at=e.occurred_at,

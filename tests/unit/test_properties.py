@@ -7,7 +7,7 @@ work; the events committed are then projected in random batches, with replays, a
 views must equal the ones rendered from the final aggregates:
 
 - purely (fold / diff into an in-memory store with the Lua script's version guard), and
-- through the real Projector and the real APPLY Lua script, on fakeredis.
+- through the real projection step (BatchStep) and the real APPLY Lua script, on fakeredis.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import asyncio
 import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
@@ -30,89 +29,22 @@ from redis.asyncio import Redis
 
 from app.commands.bus import CommandBus
 from app.commands.commands import Command, CreateItem, DeleteItem, UpdateItem
-from app.commands.unit_of_work import ItemRepository, UnitOfWork
 from app.domain.errors import DomainError, InvalidValue, ItemNotFound
 from app.domain.events import Event
 from app.domain.model import Item
-from app.infrastructure import views
-from app.infrastructure.event_log import StoredEvent
-from app.infrastructure.projection import ItemState, ViewOp, diff, fold
-from app.infrastructure.projection_store import ProjectionStore, Target, as_text
-from app.infrastructure.projector import Projector
-from app.infrastructure.redis_keys import KeyLayout, index_members, scan_pattern
-from app.queries.read_model import ReadModel
+from app.infrastructure.redis.keys import KeyLayout, scan_pattern
+from app.infrastructure.redis.projection_store import RedisProjectionStore, as_text
+from app.infrastructure.redis.read_model import RedisReadModel
+from app.projection.fold import ItemState, ViewOp, diff, fold
+from app.projection.ports import Target
+from app.projection.step import BatchStep
+from app.queries import views
+from app.queries.views import index_members, is_index
+from tests.fakes import Clock, FakeDatabase, FakeUnitOfWork, MemoryLog
 from tests.unit.builders import NAMES, TAGS, at, stored, uid
 
 SLOTS = 3
 SAME = "<same as now>"  # an update value resolved to the item's current value: a no-op
-
-# -- the write model, in memory ----------------------------------------------------------
-
-
-@dataclass
-class WriteModel:
-    rows: dict[UUID, Item] = field(default_factory=dict)  # live items
-    final: dict[UUID, Item] = field(default_factory=dict)  # every item, deleted ones too
-    log: list[Event] = field(default_factory=list)  # committed events, position order
-
-
-class MemoryItems(ItemRepository):
-    def __init__(self, db: WriteModel) -> None:
-        super().__init__()
-        self._db = db
-        self.staged: list[Item] = []
-
-    async def _get(self, item_id: UUID) -> Item | None:
-        row = self._db.rows.get(item_id)
-        return None if row is None else dataclasses.replace(row, events=[])
-
-    async def _add(self, item: Item) -> None:
-        assert item.id not in self._db.final
-        self.staged.append(item)
-
-    async def save(self, item: Item) -> None:
-        self.staged.append(item)
-
-    async def last_position(self, item_id: UUID) -> int | None:
-        return max((n for n, e in enumerate(self._db.log, 1) if e.item_id == item_id), default=None)
-
-
-class MemoryUnitOfWork(UnitOfWork):
-    items: MemoryItems
-
-    def __init__(self, db: WriteModel) -> None:
-        self._db = db
-        self.items = MemoryItems(db)
-        self._appended: list[Event] = []
-
-    async def _append(self, events: list[Event]) -> int:
-        self._appended += events
-        return len(self._db.log) + len(self._appended)
-
-    async def _commit(self) -> None:
-        for item in self.items.staged:
-            copy = dataclasses.replace(item, events=[])
-            self._db.final[item.id] = copy
-            if item.deleted:
-                self._db.rows.pop(item.id, None)
-            else:
-                self._db.rows[item.id] = copy
-        self._db.log += self._appended
-        self._appended = []
-
-    async def rollback(self) -> None:
-        self._appended = []
-        self.items.staged.clear()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.step = 0
-
-    def __call__(self) -> datetime:
-        self.step += 1
-        return at(self.step)
-
 
 # -- commands ------------------------------------------------------------------------------
 
@@ -207,10 +139,10 @@ def _current(item: Item, name: str) -> Any:
     return list(value) if name == "tags" else str(value) if name == "price" else value
 
 
-async def run_commands(plan: list[Step]) -> WriteModel:
+async def run_commands(plan: list[Step]) -> FakeDatabase:
     """Run the plan through the real bus; a refused command must change nothing."""
-    db = WriteModel()
-    bus = CommandBus(lambda: MemoryUnitOfWork(db), clock=Clock())
+    db = FakeDatabase()
+    bus = CommandBus(lambda: FakeUnitOfWork(db), clock=Clock())
     slots: dict[int, UUID] = {}  # the item each slot names now (a create takes a new id)
     for n, step in enumerate(plan):
         target = slots.get(step.slot, uid(10_000 + step.slot))  # never created: missing
@@ -253,7 +185,7 @@ async def run_commands(plan: list[Step]) -> WriteModel:
     return db
 
 
-def assert_aggregate_refuses_changes_after_delete(db: WriteModel) -> None:
+def assert_aggregate_refuses_changes_after_delete(db: FakeDatabase) -> None:
     for item in db.final.values():
         if item.deleted:
             copy = dataclasses.replace(item, events=[])
@@ -267,7 +199,7 @@ def assert_aggregate_refuses_changes_after_delete(db: WriteModel) -> None:
 # -- what the views must be ------------------------------------------------------------------
 
 
-def expected_views(db: WriteModel) -> dict[str, tuple[int, bytes | None]]:
+def expected_views(db: FakeDatabase) -> dict[str, tuple[int, bytes | None]]:
     """Per item ever created: its version (negative: deleted) and view bytes."""
     return {
         str(i): (-item.version, None)
@@ -277,7 +209,7 @@ def expected_views(db: WriteModel) -> dict[str, tuple[int, bytes | None]]:
     }
 
 
-def expected_indexes(db: WriteModel) -> dict[str, set[str]]:
+def expected_indexes(db: FakeDatabase) -> dict[str, set[str]]:
     indexes: dict[str, set[str]] = defaultdict(set)
     for item in db.rows.values():
         for key, member in index_members(views.item_view(item)).items():
@@ -353,7 +285,7 @@ def test_any_commands_projected_in_any_batching_give_the_write_model(
     show(plan=plan, cuts=cuts)
     db = asyncio.run(run_commands(plan))
     assert_aggregate_refuses_changes_after_delete(db)
-    events = db.log
+    events = db.events
     store = MemoryStore()
     sent: list[list[ViewOp]] = []
     done = 0
@@ -372,10 +304,10 @@ def test_any_commands_projected_in_any_batching_give_the_write_model(
     assert {k: v for k, v in store.indexes.items() if v} == expected_indexes(db)
 
 
-# -- the real projector and APPLY script, on fakeredis ------------------------------------------
+# -- the real projection step and APPLY script, on fakeredis ---------------------------
 
 
-class RecordingStore(ProjectionStore):
+class RecordingStore(RedisProjectionStore):
     """The real store; remembers every batch of ops it was asked to apply."""
 
     sent: list[tuple[int, list[ViewOp]]]
@@ -385,25 +317,15 @@ class RecordingStore(ProjectionStore):
         return await super().apply(target, expected, new, ops)
 
 
-class NoDeadLetters:
-    async def held(self, item_ids: list[str]) -> set[str]:
-        return set()
-
-    async def record(self, dead: list[tuple[StoredEvent, str]]) -> None:
-        raise AssertionError(f"dead letters: {dead}")
-
-
-async def new_projector(store: ProjectionStore) -> Projector:
-    """A projector (re)started from what Redis holds, with no PostgreSQL behind it."""
-    projector = Projector("postgresql://unused", store)
-    projector.dead_letters = NoDeadLetters()
-    for p in range(store.layout.partitions):
-        projector._targets[p], projector._checkpoints[p] = await store.resolve(p)
-    return projector
+async def new_step(store: RedisProjectionStore) -> BatchStep:
+    """The projector's batch step (re)started from what Redis holds, with no PostgreSQL."""
+    step = BatchStep(store)
+    await step.resolve()
+    return step
 
 
 async def read_back(redis: Redis, layout: KeyLayout, ids: list[str]) -> Any:
-    read_model = ReadModel(redis, layout)
+    read_model = RedisReadModel(redis, layout)
     got = {}
     for item_id in ids:
         read = await read_model.get(item_id)
@@ -417,7 +339,7 @@ async def read_back(redis: Redis, layout: KeyLayout, ids: list[str]) -> Any:
         checkpoints.add(int(await redis.get(base + "cp") or 0))
         async for key in redis.scan_iter(match=scan_pattern(base)):
             suffix = as_text(key)[len(base) :]
-            if suffix.startswith(("ix:", "tx:")):
+            if is_index(suffix):
                 members = cast(list[bytes], await redis.zrange(key, 0, -1))
                 indexes[suffix] |= {m.decode() for m in members}
     return got, dict(indexes), checkpoints
@@ -431,21 +353,22 @@ async def project_on_redis(
     try:
         store = RecordingStore(redis, layout)
         store.sent = []
-        projector = await new_projector(store)
+        step = await new_step(store)
+        dead_letters = MemoryLog(refuse=True)
         log = stored(events)
         done = 0
         for batch in split(log, cuts):
             if data.draw(st.booleans(), label="restart"):
-                projector = await new_projector(store)  # a crash: resume from Redis
+                step = await new_step(store)  # a crash: resume from Redis
             again = data.draw(st.integers(0, done), label="redelivered from")
             if batch or again < done:
-                await projector._apply(log[again:done] + batch)
+                await step.apply(log[again:done] + batch, dead_letters)
             done += len(batch)
             if data.draw(st.booleans(), label="replay stale ops") and store.sent:
                 p, ops = data.draw(st.sampled_from(store.sent), label="stale ops")
-                cp = projector._checkpoints[p]
-                assert await store.apply(projector._targets[p], cp, cp, ops) == 0
-        await projector._finish_restores()
+                cp = step.checkpoints[p]
+                assert await store.apply(step.targets[p], cp, cp, ops) == 0
+        await step.finish_restores()
         ids = sorted({str(e.item_id) for e in events})
         return await read_back(redis, layout, ids), len(events)
     finally:
@@ -465,7 +388,7 @@ def test_the_real_projector_on_redis_gives_the_write_model(
     show(plan=plan, partitions=partitions, cuts=cuts)
     db = asyncio.run(run_commands(plan))
     (got, indexes, checkpoints), last = asyncio.run(
-        project_on_redis(db.log, partitions, cuts, data)
+        project_on_redis(db.events, partitions, cuts, data)
     )
     assert got == expected_views(db)
     assert indexes == expected_indexes(db)

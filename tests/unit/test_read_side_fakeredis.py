@@ -1,13 +1,12 @@
 """The Redis side of the projection and the queries, on fakeredis (Lua via lupa).
 
-ProjectionStore writes what projection.diff computes; ReadModel and QueryHandlers read
-it back. No server: every test gets its own in-memory FakeServer.
+RedisProjectionStore writes what the projection step computes; RedisReadModel and
+QueryHandlers read it back. No server: every test gets its own in-memory FakeServer.
 """
 
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -21,18 +20,22 @@ from redis.asyncio import Redis
 from app.domain.errors import ItemNotFound
 from app.domain.events import Event
 from app.domain.model import Item
-from app.infrastructure import views
-from app.infrastructure.event_log import StoredEvent
-from app.infrastructure.projection import ItemState, ViewOp, diff, fold
-from app.infrastructure.projection_store import BaseMoved, Fenced, ProjectionStore, Target
-from app.infrastructure.projector import Projector
-from app.infrastructure.redis_keys import KeyLayout
+from app.infrastructure.redis.change_feed import RedisChangeFeed
+from app.infrastructure.redis.keys import KeyLayout
+from app.infrastructure.redis.projection_store import RedisProjectionStore
+from app.infrastructure.redis.read_model import RedisReadModel
+from app.projection.fold import ItemState, diff, fold
+from app.projection.ports import BaseMoved, Fenced, Target
+from app.projection.step import BatchStep
+from app.queries import views
+from app.queries.cache.pages import PageCache
+from app.queries.cache.views import ViewCache
+from app.queries.cache.watcher import CheckpointWatcher
 from app.queries.cursor import CursorCodec
 from app.queries.errors import ConsistencyTimeout, InvalidCursor, ReadModelUnavailable
-from app.queries.handlers import GetItem, ListItems, QueryHandlers, item_etag
-from app.queries.page_cache import PageCache
-from app.queries.read_model import CheckpointWatcher, ReadModel
-from app.queries.view_cache import ViewCache
+from app.queries.handlers import QueryHandlers
+from app.queries.queries import GetItem, ListItems, item_etag
+from tests.fakes import MemoryLog
 from tests.unit.builders import at, cut, random_history, stored, uid
 
 
@@ -44,55 +47,34 @@ async def fake_redis() -> AsyncIterator[Redis]:
 
 
 class Projection:
-    """A minimal projector over ProjectionStore: fold, diff, apply, activate."""
+    """The real projection step on its store, fed events directly rather than from a
+    log: positions continue from one batch to the next."""
 
-    def __init__(self, store: ProjectionStore) -> None:
+    def __init__(self, store: RedisProjectionStore) -> None:
         self.store = store
-        self.targets: dict[int, Target] = {}
-        self.checkpoints: dict[int, int] = {}
+        self.step = BatchStep(store)
+        self.dead_letters = MemoryLog(refuse=True)
         self.position = 0
 
     @property
-    def layout(self) -> KeyLayout:
-        return self.store.layout
+    def targets(self) -> dict[int, Target]:
+        return self.step.targets
+
+    @property
+    def checkpoints(self) -> dict[int, int]:
+        return self.step.checkpoints
 
     async def resolve(self) -> None:
-        for p in range(self.layout.partitions):
-            self.targets[p], self.checkpoints[p] = await self.store.resolve(p)
-
-    async def ops(self, target: Target, events: list[Event]) -> list[ViewOp]:
-        if not events:
-            # Unlike Projector._apply_partition, which loads even when a partition has
-            # no events in the batch: see test_load_of_no_items below.
-            return []
-        by_item: dict[str, list[Event]] = defaultdict(list)
-        for event in events:
-            by_item[str(event.item_id)].append(event)
-        states = await self.store.load(target, list(by_item))
-        ops = []
-        for item_id, item_events in by_item.items():
-            op = diff(item_id, states[item_id], fold(states[item_id], item_events))
-            if op is not None:
-                ops.append(op)
-        return ops
+        await self.step.resolve()
 
     async def apply(self, batch: list[Event]) -> None:
         """Apply the next events of the log (positions continue from the last batch)."""
-        last = self.position + len(batch)
-        by_partition: dict[int, list[Event]] = defaultdict(list)
-        for event in batch:
-            by_partition[self.layout.partition_of(event.item_id)].append(event)
-        for p, target in self.targets.items():
-            ops = await self.ops(target, by_partition.get(p, []))
-            await self.store.apply(target, self.checkpoints[p], last, ops)
-            self.checkpoints[p] = last
-        self.position = last
+        if batch:
+            await self.step.apply(stored(batch, start=self.position + 1), self.dead_letters)
+        self.position += len(batch)
 
     async def activate(self) -> None:
-        for p, target in list(self.targets.items()):
-            if target.building:
-                await self.store.activate(target)
-                self.targets[p] = Target(p, target.generation, building=False)
+        await self.step.finish_restores()
 
 
 def make(item_id: UUID, name: str, price: str, tags: list[str], step: int) -> Item:
@@ -110,7 +92,7 @@ def drain(*items: Item) -> list[Event]:
 async def project(
     redis: Redis, events: list[Event], *, partitions: int = 1, batches: int = 1
 ) -> Projection:
-    projection = Projection(ProjectionStore(redis, KeyLayout("t", partitions)))
+    projection = Projection(RedisProjectionStore(redis, KeyLayout("t", partitions)))
     await projection.resolve()
     size = max(1, -(-len(events) // batches))
     for i in range(0, len(events), size):
@@ -123,12 +105,13 @@ def queries(
     redis: Redis, partitions: int = 1, *, secret: str = "x" * 32, wait_limit: float = 0.05
 ) -> QueryHandlers:
     layout = KeyLayout("t", partitions)
-    read_model = ReadModel(redis, layout)
+    read_model = RedisReadModel(redis, layout)
     cache = ViewCache(1 << 20)  # never enabled: the watcher does not run, reads poll
+    feed = RedisChangeFeed(redis, layout.checkpoint_channel)
     return QueryHandlers(
         read_model,
         CursorCodec(secret),
-        CheckpointWatcher(redis, layout.checkpoint_channel, read_model, cache),
+        CheckpointWatcher(feed, read_model, cache),
         wait_limit,
         cache,
         PageCache(cache, 1 << 20),
@@ -183,13 +166,13 @@ async def test_reads_are_unavailable_before_activation(fake_redis: Redis) -> Non
     with pytest.raises(ReadModelUnavailable):
         await handlers.list_items(ListItems())
 
-    projection = Projection(ProjectionStore(fake_redis, KeyLayout("t", 1)))
+    projection = Projection(RedisProjectionStore(fake_redis, KeyLayout("t", 1)))
     await projection.resolve()
     target = projection.targets[0]
     assert target.building
     assert projection.checkpoints[0] == 0
     await projection.apply(drain(make(uid(1), "Lamp", "1", [], 0)))
-    read_model = ReadModel(fake_redis, KeyLayout("t", 1))
+    read_model = RedisReadModel(fake_redis, KeyLayout("t", 1))
     assert not await read_model.ready()
     with pytest.raises(ReadModelUnavailable):
         await read_model.get(str(uid(1)))  # written, but still building
@@ -202,7 +185,7 @@ async def test_reads_are_unavailable_before_activation(fake_redis: Redis) -> Non
 
 
 async def test_resolve_follows_a_building_generation_then_the_live_one(fake_redis: Redis) -> None:
-    store = ProjectionStore(fake_redis, KeyLayout("t", 1))
+    store = RedisProjectionStore(fake_redis, KeyLayout("t", 1))
     first, cp = await store.resolve(0)
     again, _ = await store.resolve(0)
     assert again == first  # a second projector joins the same restore
@@ -257,7 +240,7 @@ async def test_a_deleted_item_is_gone_from_views_and_indexes(fake_redis: Redis) 
 
 
 async def test_apply_with_a_wrong_checkpoint_is_fenced(fake_redis: Redis) -> None:
-    store = ProjectionStore(fake_redis, KeyLayout("t", 1))
+    store = RedisProjectionStore(fake_redis, KeyLayout("t", 1))
     target, cp = await store.resolve(0)
     events = drain(make(uid(1), "Lamp", "1", [], 0))
     op = diff(str(uid(1)), ItemState(), fold(ItemState(), events))
@@ -272,7 +255,7 @@ async def test_apply_with_a_wrong_checkpoint_is_fenced(fake_redis: Redis) -> Non
 
 
 async def test_apply_to_a_generation_that_is_no_longer_named_is_fenced(fake_redis: Redis) -> None:
-    store = ProjectionStore(fake_redis, KeyLayout("t", 1))
+    store = RedisProjectionStore(fake_redis, KeyLayout("t", 1))
     target, _ = await store.resolve(0)
     await store.apply(target, 0, 1, [])
     await store.activate(target)
@@ -287,7 +270,7 @@ async def test_apply_to_a_generation_that_is_no_longer_named_is_fenced(fake_redi
 
 
 async def test_replayed_ops_are_skipped_and_moved_bases_refused(fake_redis: Redis) -> None:
-    store = ProjectionStore(fake_redis, KeyLayout("t", 1))
+    store = RedisProjectionStore(fake_redis, KeyLayout("t", 1))
     target, _ = await store.resolve(0)
     item = make(uid(1), "Lamp", "1", [], 0)
     created = fold(ItemState(), drain(item))
@@ -310,52 +293,37 @@ async def test_replayed_ops_are_skipped_and_moved_bases_refused(fake_redis: Redi
 
 
 async def test_load_of_no_items(fake_redis: Redis) -> None:
-    store = ProjectionStore(fake_redis, KeyLayout("t", 2))
+    store = RedisProjectionStore(fake_redis, KeyLayout("t", 2))
     target, _ = await store.resolve(0)
     assert await store.load(target, []) == {}
 
 
-class NoDeadLetters:
-    """Dead letters kept in memory, for a projector without PostgreSQL."""
-
-    def __init__(self) -> None:
-        self.recorded: list[tuple[StoredEvent, str]] = []
-
-    async def held(self, item_ids: list[str]) -> set[str]:
-        return {str(e.item_id) for e, _ in self.recorded} & set(item_ids)
-
-    async def record(self, dead: list[tuple[StoredEvent, str]]) -> None:
-        self.recorded += dead
-
-
-async def projector_over(store: ProjectionStore) -> Projector:
-    """The real Projector with its Redis side only (no PostgreSQL connection)."""
-    projector = Projector("postgresql://unused", store)
-    projector.dead_letters = NoDeadLetters()
-    for p in range(store.layout.partitions):
-        projector._targets[p], projector._checkpoints[p] = await store.resolve(p)
-    return projector
+async def step_over(store: RedisProjectionStore) -> BatchStep:
+    """The real projection step with its Redis side only (no PostgreSQL connection)."""
+    step = BatchStep(store)
+    await step.resolve()
+    return step
 
 
 async def test_the_projector_applies_stored_events(fake_redis: Redis) -> None:
-    store = ProjectionStore(fake_redis, KeyLayout("t", 1))
-    projector = await projector_over(store)
+    store = RedisProjectionStore(fake_redis, KeyLayout("t", 1))
+    step = await step_over(store)
     lamp = make(uid(1), "Lamp", "1.50", ["office"], 0)
     lamp.update({"description": "bright", "tags": []}, now=at(1))
     events = drain(lamp)
-    await projector._apply(stored(events))
-    await projector._apply(stored(events))  # the same batch again: nothing moves
-    await projector._finish_restores()
+    await step.apply(stored(events), MemoryLog())
+    await step.apply(stored(events), MemoryLog())  # the same batch again: nothing moves
+    await step.finish_restores()
     answer = await queries(fake_redis).get_item(GetItem(lamp.id))
     assert answer.body == views.render(views.item_view(lamp))
     assert answer.checkpoint == 2
 
 
 async def test_the_projector_applies_a_batch_that_misses_a_partition(fake_redis: Redis) -> None:
-    store = ProjectionStore(fake_redis, KeyLayout("t", 2))
-    projector = await projector_over(store)
-    await projector._apply(stored(drain(make(uid(1), "Lamp", "1", [], 0))))
-    assert projector._checkpoints == {0: 1, 1: 1}
+    store = RedisProjectionStore(fake_redis, KeyLayout("t", 2))
+    step = await step_over(store)
+    await step.apply(stored(drain(make(uid(1), "Lamp", "1", [], 0))), MemoryLog())
+    assert step.checkpoints == {0: 1, 1: 1}
 
 
 # -- the queries -----------------------------------------------------------------------
@@ -452,7 +420,7 @@ async def test_cursors_are_bound_to_their_query(fake_redis: Redis, catalogue: li
 async def test_random_histories_read_back_like_the_write_side(fake_redis: Redis, seed: int) -> None:
     rng = random.Random(seed)
     history = random_history(rng, commands=50)
-    projection = Projection(ProjectionStore(fake_redis, KeyLayout("t", 3)))
+    projection = Projection(RedisProjectionStore(fake_redis, KeyLayout("t", 3)))
     await projection.resolve()
     for batch in cut(rng, history.events):
         await projection.apply(batch)

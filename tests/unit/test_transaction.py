@@ -8,7 +8,7 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
-from app.infrastructure.database import Database, Transaction
+from app.infrastructure.postgres.pool import Database, Transaction
 
 DEAD = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
 

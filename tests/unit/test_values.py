@@ -8,7 +8,7 @@ import pytest
 
 from app.domain import values
 from app.domain.errors import InvalidValue
-from app.infrastructure.views import format_price
+from app.queries.views import format_price
 
 # -- price ---------------------------------------------------------------------------
 

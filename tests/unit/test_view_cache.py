@@ -1,4 +1,4 @@
-"""The view cache's rules, one by one (the argument is in app/queries/view_cache.py)."""
+"""The view cache's rules, one by one (the argument is in app/queries/cache/views.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from app.infrastructure.redis_keys import ChangeNotice
+from app.queries.cache.views import ENTRY_OVERHEAD, ViewCache
+from app.queries.notices import ChangeNotice
 from app.queries.read_model import ViewRead
-from app.queries.view_cache import ENTRY_OVERHEAD, ViewCache
 
 G = "g1"
 

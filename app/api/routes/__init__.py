@@ -1,0 +1,1 @@
+"""The HTTP routes: each turns a request into one command or one query, and back."""

@@ -1,0 +1,87 @@
+"""/api/v1/admin: operator-only endpoints (app/api/auth.py asks them for a key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from app.api.schemas import ProblemOut
+from app.api.state import ContainerDep
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+_PROJECTION_EXAMPLE: dict[str, Any] = {
+    "head_position": 42,
+    "checkpoint": 42,
+    "lag_events": 0,
+    "lag_seconds": 0.0,
+    "read_model": "live",
+    "partitions": [
+        {
+            "partition": 0,
+            "generation": "1",
+            "checkpoint": 42,
+            "restoring": False,
+            "restore_generation": None,
+            "restore_checkpoint": None,
+            "rebuilding": False,
+            "rebuild_generation": None,
+            "rebuild_checkpoint": None,
+            "lag_events": 0,
+        }
+    ],
+    "projector": {
+        "pid": 4242,
+        "since": "2026-11-28T09:30:00.123456+00:00",
+        "state_change": "2026-11-28T09:30:01.000000+00:00",
+        "application_name": None,
+        "client_addr": "127.0.0.1",
+    },
+    "dead_letters": 0,
+    "view_cache": {
+        "enabled": True,
+        "entries": 1200,
+        "bytes": 912000,
+        "max_bytes": 67108864,
+        "hits": 50000,
+        "misses": 1300,
+    },
+    "page_cache": {
+        "entries": 40,
+        "bytes": 180000,
+        "max_bytes": 8388608,
+        "hits": 90000,
+        "misses": 700,
+    },
+}
+
+
+@router.get(
+    "/projection",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Where the projection stands",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object"},
+                    "example": _PROJECTION_EXAMPLE,
+                }
+            },
+        },
+        503: {"model": ProblemOut, "content": {"application/problem+json": {}}},
+    },
+)
+async def projection(c: ContainerDep) -> Response:
+    """Where the projection stands, as `items status --json` prints it: head of the
+    event log, per-partition generation and checkpoint, restores and rebuilds in
+    progress, lag in events and seconds, the projector lock holder, dead letters, and
+    this process's view and list page caches (entries, bytes, hits, misses)."""
+    found = await c.status()
+    # This process's caches (each API process has its own).
+    found["view_cache"] = c.view_cache.stats()
+    found["page_cache"] = c.page_cache.stats()
+    return Response(orjson.dumps(found, default=str), media_type="application/json")

@@ -1,0 +1,165 @@
+"""The event log (the outbox the unit of work appends to), read in position order.
+
+Every read of the log also returns the PostgreSQL snapshot it ran in, so the projector
+can tell a hole that a still-open transaction will fill from one a rolled-back
+transaction left for good (app/projection/gap_guard.py). Also here: the projector's
+lock and wake-ups (one active projector per database, a session advisory lock on its
+own connection; NOTIFY from a trigger on the events table), the dead letters kept beside
+the log, and what operators ask of it (head, lag, who holds the lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import asyncpg
+
+from app.projection.gap_guard import Snapshot
+from app.projection.ports import StoredEvent
+
+LOCK_KEY = 0x17E45  # advisory lock id: one active projector per database
+CHANNEL = "item_events"  # NOTIFY channel, fired by a trigger on the events table
+CONNECT_TIMEOUT = 5.0
+
+# `held`: the item has an unresolved dead letter, so this event must wait behind it.
+# Asked here rather than in a query of its own: under load every round trip of a
+# projector step adds to the projection lag.
+READ_AFTER = """
+SELECT s.snap::text AS snap, e.position, e.event_id, e.item_id, e.item_version,
+       e.type, e.payload::text AS payload, e.occurred_at,
+       EXISTS (SELECT 1 FROM dead_letters d WHERE d.item_id = e.item_id) AS held
+FROM (SELECT pg_current_snapshot() AS snap) AS s
+LEFT JOIN LATERAL (
+    SELECT * FROM events WHERE position > $1 ORDER BY position LIMIT $2
+) AS e ON true
+ORDER BY e.position
+"""
+EVENTS_AT = """
+SELECT position, event_id, item_id, item_version, type, payload::text AS payload, occurred_at
+FROM events WHERE position = ANY($1::bigint[]) ORDER BY position
+"""
+HEAD = "SELECT coalesce(max(position), 0) FROM events"
+NEXT_XID = "SELECT pg_current_xact_id()::text"
+# The age of the oldest event past a checkpoint, by the database's clock at its INSERT.
+LAG_SECONDS = """
+SELECT greatest(0, extract(epoch FROM clock_timestamp()
+                             - coalesce(recorded_at, occurred_at)))::float8
+FROM events WHERE position > $1 ORDER BY position LIMIT 1
+"""
+# A session advisory lock on one bigint key k shows in pg_locks as classid = k >> 32,
+# objid = k & 0xffffffff, objsubid = 1 (the two-int form uses objsubid = 2).
+LOCK_HOLDER = """
+SELECT a.pid, a.backend_start, a.state_change, a.application_name,
+       a.client_addr::text AS client_addr
+FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid::bigint = $1 AND l.objid::bigint = $2
+"""
+TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
+RECORD_DEAD_LETTERS = """
+INSERT INTO dead_letters (position, item_id, event_type, error)
+VALUES ($1, $2, $3, $4) ON CONFLICT (position) DO NOTHING
+"""
+DEAD_LETTERS = """
+SELECT position, item_id, event_type, error, failed_at FROM dead_letters ORDER BY position
+"""
+RESOLVE_DEAD_LETTERS = "DELETE FROM dead_letters WHERE position = ANY($1::bigint[])"
+# A database not yet migrated has no dead_letters table: a status then says 0.
+HAS_DEAD_LETTERS = "SELECT to_regclass('dead_letters') IS NOT NULL"
+COUNT_DEAD_LETTERS = "SELECT count(*) FROM dead_letters"
+
+
+def stored_event(r: Mapping[str, Any]) -> StoredEvent:
+    return StoredEvent(
+        position=r["position"],
+        event_id=r["event_id"],
+        item_id=r["item_id"],
+        version=r["item_version"],
+        type=r["type"],
+        payload=r["payload"],
+        occurred_at=r["occurred_at"],
+        held=bool(r.get("held", False)),
+    )
+
+
+class PgEventLog:
+    """The log, on one connection the caller owns."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def read_after(self, after: int, limit: int) -> tuple[Snapshot, list[StoredEvent]]:
+        rows = await self.conn.fetch(READ_AFTER, after, limit)
+        snapshot = Snapshot.parse(rows[0]["snap"])
+        return snapshot, [stored_event(r) for r in rows if r["position"] is not None]
+
+    async def next_xid(self) -> int:
+        # Takes one transaction id; the projector asks only when a new hole appears.
+        return int(await self.conn.fetchval(NEXT_XID))
+
+    async def head(self) -> int:
+        """The position of the latest event (0 for an empty log)."""
+        return int(await self.conn.fetchval(HEAD))
+
+    async def events_at(self, positions: list[int]) -> list[StoredEvent]:
+        return [stored_event(r) for r in await self.conn.fetch(EVENTS_AT, positions)]
+
+    async def lag_seconds(self, after: int) -> float:
+        """How long the oldest event after `after` has been waiting (0.0 if none)."""
+        return float(await self.conn.fetchval(LAG_SECONDS, after) or 0.0)
+
+    async def lock_holder(self) -> asyncpg.Record | None:
+        """The backend holding the projector lock (pid, since, ...), or None."""
+        row: asyncpg.Record | None = await self.conn.fetchrow(
+            LOCK_HOLDER, LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF
+        )
+        return row
+
+    # -- dead letters ------------------------------------------------------------------
+
+    async def record_dead_letters(self, dead: list[tuple[StoredEvent, str]]) -> None:
+        await self.conn.executemany(
+            RECORD_DEAD_LETTERS, [(e.position, e.item_id, e.type, error) for e, error in dead]
+        )
+
+    async def dead_letters(self) -> list[asyncpg.Record]:
+        return list(await self.conn.fetch(DEAD_LETTERS))
+
+    async def count_dead_letters(self) -> int:
+        if not await self.conn.fetchval(HAS_DEAD_LETTERS):
+            return 0
+        return int(await self.conn.fetchval(COUNT_DEAD_LETTERS))
+
+    async def resolve_dead_letters(self, positions: list[int]) -> None:
+        await self.conn.execute(RESOLVE_DEAD_LETTERS, positions)
+
+
+class PgLeaderSession(PgEventLog):
+    """The projector's own connection, on which it holds the lock while it projects."""
+
+    async def try_lock(self) -> bool:
+        return bool(await self.conn.fetchval(TRY_LOCK, LOCK_KEY))
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        await self.conn.add_listener(CHANNEL, lambda *_: wake())
+        self.conn.add_termination_listener(lambda _: wake())
+
+    def is_closed(self) -> bool:
+        return bool(self.conn.is_closed())
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):  # it may be dead already
+            await self.conn.close(timeout=2)
+        if not self.conn.is_closed():
+            self.conn.terminate()
+
+
+class PgLogConnector:
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+
+    async def connect(self) -> PgLeaderSession:
+        return PgLeaderSession(await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT))

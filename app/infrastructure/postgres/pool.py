@@ -1,0 +1,256 @@
+"""The write side's PostgreSQL connections: one asyncpg pool, and transactions on it.
+
+Why raw asyncpg and not SQLAlchemy's AsyncSession: a py-spy profile of POST at full load
+put more than half of the service's CPU in SQLAlchemy (session bookkeeping, building and
+cache-keying `insert(...).values(**row)` per call, greenlet adaption, and
+pool_pre_ping's extra round trip per checkout), and POST ran below a plain FastAPI +
+SQLModel service. The statements (repositories.py and the other modules of this
+folder) are fixed strings with parameters ($1, $2, ...), which asyncpg prepares once per
+connection and caches. SQLAlchemy still describes the schema (tables.py) for Alembic,
+which alone creates it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from app.commands.unit_of_work import WriteModelBusy
+from app.settings import Settings
+
+log = logging.getLogger("items.database")
+
+# A connection of the driver's, and a row it returns, as the rest of the service names
+# them (the operator commands hold both; only this folder knows they are asyncpg's).
+Connection = asyncpg.Connection
+Row = asyncpg.Record
+# Errors that mean "PostgreSQL could not be reached", for operator commands to name.
+UNREACHABLE = (OSError, asyncpg.PostgresConnectionError)
+
+# Statement caching is asyncpg's default; named here because the write path relies on it.
+STATEMENT_CACHE_SIZE = 100
+CLOSE_WAIT = 5.0  # seconds a graceful pool close may take before connections are cut
+
+
+def connection_lost(exc: BaseException, conn: Any) -> bool:
+    """The connection was dead before or while a statement was sent, as opposed to a
+    statement that timed out (the server may still run it) or that PostgreSQL refused."""
+    if isinstance(exc, asyncpg.ConnectionDoesNotExistError | ConnectionResetError):
+        return True
+    if isinstance(exc, TimeoutError):
+        return False
+    return isinstance(exc, asyncpg.InterfaceError | OSError) and closed(conn)
+
+
+def closed(conn: Any) -> bool:
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True  # closed, and so already handed back to the pool by asyncpg
+
+
+def terminate(conn: Any) -> None:
+    """Cut the connection (the pool opens a new one when needed)."""
+    try:
+        conn.terminate()
+    except asyncpg.InterfaceError:
+        pass  # closed, and so already handed back to the pool by asyncpg
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to reset on release: our transactions end by COMMIT or ROLLBACK (asyncpg
+    rolls back one left open before calling this), advisory locks are transaction
+    scoped, and nothing LISTENs or SETs. asyncpg's default reset would spend one more
+    round trip per unit of work on `RESET ALL; UNLISTEN *; ...`."""
+
+
+class Database:
+    """The pool, created on first use (so `build` connects nothing) in the running loop.
+
+    Up to twice `db_pool_size` connections, like the SQLAlchemy pool this replaced
+    (pool_size plus as much overflow); idle ones close after asyncpg's five minutes. No
+    pre-ping: asyncpg replaces connections it knows are closed, and `Transaction`
+    retries a unit of work whose very first statement met a dead connection.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._dsn = settings.database_dsn
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
+
+    async def acquire(self) -> asyncpg.Connection:
+        pool = self._pool if self._pool is not None else await self._open()
+        waited = self._settings.db_pool_timeout
+        started = time.monotonic()
+        try:
+            return await pool.acquire(timeout=waited)
+        except TimeoutError:
+            # The same exception type comes from a connect that timed out inside the
+            # acquire (after db_connect_timeout, shorter): only the whole wait running
+            # out is the pool being busy; the other is PostgreSQL being unreachable.
+            if time.monotonic() - started < waited:
+                raise
+            raise WriteModelBusy(f"no free PostgreSQL connection within {waited:g}s") from None
+
+    async def release(self, conn: asyncpg.Connection) -> None:
+        assert self._pool is not None
+        await self._pool.release(conn)
+
+    async def expire_connections(self) -> None:
+        """Every pooled connection is replaced before its next use (after one was found
+        dead: a restarted server has closed all of them)."""
+        if self._pool is not None:
+            await self._pool.expire_connections()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for one statement in its own (implicit) transaction."""
+        conn = await self.acquire()
+        try:
+            yield conn
+        except BaseException:
+            terminate(conn)  # its state is unknown; a new one is cheap
+            raise
+        finally:
+            await self.release(conn)
+
+    async def _open(self) -> asyncpg.Pool:
+        s = self._settings
+        # min_size 0: initialising connects nothing, so it cannot fail (a pool whose
+        # first connect failed would be closed for good) and it never suspends, so two
+        # first requests cannot both initialise it.
+        pool = asyncpg.create_pool(
+            self._dsn,
+            min_size=0,
+            max_size=2 * s.db_pool_size,
+            timeout=s.db_connect_timeout,
+            command_timeout=s.db_command_timeout,
+            statement_cache_size=STATEMENT_CACHE_SIZE,
+            reset=_keep_session,
+        )
+        await pool
+        self._pool = pool
+        return pool
+
+    async def ping(self) -> None:
+        async with self.connection() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        pool = self._pool
+        try:
+            await asyncio.wait_for(pool.close(), CLOSE_WAIT)
+        except (TimeoutError, OSError, asyncpg.InterfaceError):
+            pool.terminate()
+        self._pool = None
+
+
+@asynccontextmanager
+async def own_connection(
+    dsn: str, connect_timeout: float = 60.0
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own, outside the pool: for an operator command's snapshot or
+    session lock, anything whose session state must not be shared."""
+    conn = await asyncpg.connect(dsn, timeout=connect_timeout)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+class Transaction:
+    """One transaction on one pooled connection, begun by its first statement and
+    ended by `commit` or `end`. Statements run strictly one after another, in the
+    order they are called (the event log's gap check relies on that order)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._conn: asyncpg.Connection | None = None
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        conn = self._conn if self._conn is not None else await self._begin()
+        return await conn.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        conn = self._conn if self._conn is not None else await self._begin()
+        return await conn.fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        conn = self._conn if self._conn is not None else await self._begin()
+        return str(await conn.execute(sql, *args))
+
+    async def commit(self) -> None:
+        # Never retried: a COMMIT whose answer was lost may have happened.
+        if self._conn is not None:
+            await self._conn.execute("COMMIT")
+
+    async def rollback(self) -> None:
+        if self._conn is not None and self._conn.is_in_transaction():
+            await self._conn.execute("ROLLBACK")
+
+    async def end(self, exc: BaseException | None) -> None:
+        """Give the connection back: rolled back if still in the transaction, or cut
+        when its state is unknown (a statement timed out, was cancelled or lost)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if _state_unknown(exc) or closed(conn):
+                terminate(conn)
+            elif conn.is_in_transaction():
+                await conn.execute("ROLLBACK")
+        except Exception:
+            terminate(conn)  # PostgreSQL rolls back a transaction whose connection ends
+        except BaseException:
+            terminate(conn)
+            raise
+        finally:
+            await self._db.release(conn)
+
+    async def _begin(self) -> asyncpg.Connection:
+        try:
+            self._conn = await self._start()
+        except _Lost:
+            # BEGIN met a dead pooled connection: nothing was written, so the unit of
+            # work starts again, once, on a fresh connection. The others in the pool
+            # most likely died with it (a PostgreSQL restart), so they are replaced.
+            log.info("a pooled PostgreSQL connection was dead; starting again on a new one")
+            await self._db.expire_connections()
+            self._conn = await self._start(retry=False)
+        return self._conn
+
+    async def _start(self, retry: bool = True) -> asyncpg.Connection:
+        conn = await self._db.acquire()
+        try:
+            await conn.execute("BEGIN")
+        except BaseException as exc:
+            lost = connection_lost(exc, conn)
+            terminate(conn)
+            await self._db.release(conn)
+            if retry and lost:
+                raise _Lost() from exc
+            raise
+        return conn
+
+
+class _Lost(Exception):
+    """BEGIN found its pooled connection dead."""
+
+
+def _state_unknown(exc: BaseException | None) -> bool:
+    return isinstance(
+        exc,
+        TimeoutError
+        | asyncio.CancelledError
+        | OSError
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError,
+    )

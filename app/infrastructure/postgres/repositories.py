@@ -1,0 +1,180 @@
+"""All SQL of the write side: items rows, the event outbox and idempotency keys.
+
+Fixed statements with parameters, run on the unit of work's `Transaction` (asyncpg;
+pool.py says why not SQLAlchemy). The column lists follow tables.py, the schema of
+record that the migrations create.
+"""
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from app.commands import outbox
+from app.commands.idempotency import IdempotencyStore, StoredResponse
+from app.commands.unit_of_work import ItemRepository
+from app.domain.events import Event
+from app.domain.model import Item
+from app.infrastructure.postgres.pool import Transaction
+
+IDEMPOTENCY_LOCK_SPACE = 0x1D3  # first half of the two-int advisory lock key
+KEY_TTL = timedelta(hours=24)  # keys are kept (at least) this long
+
+# FOR UPDATE: concurrent commands on one item queue here, so each one sees the version
+# the previous one committed and versions grow 1, 2, 3 with no gaps.
+SELECT_ITEM_FOR_UPDATE = """
+SELECT id, name, description, price, tags, version, created_at, updated_at
+FROM items WHERE id = $1 FOR UPDATE
+"""
+# INSERT_ITEM and UPDATE_ITEM take the same first seven parameters (_row_values).
+INSERT_ITEM = """
+INSERT INTO items (id, name, description, price, tags, version, updated_at, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+UPDATE_ITEM = """
+UPDATE items SET name = $2, description = $3, price = $4, tags = $5, version = $6,
+    updated_at = $7
+WHERE id = $1
+"""
+DELETE_ITEM = "DELETE FROM items WHERE id = $1"
+LAST_POSITION = "SELECT max(position) FROM events WHERE item_id = $1"
+# position and tx_id are filled in by PostgreSQL (identity, pg_current_xact_id()).
+INSERT_EVENT = """
+INSERT INTO events (event_id, item_id, item_version, type, payload, occurred_at)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+RETURNING position
+"""
+
+LOCK_KEY = "SELECT pg_try_advisory_xact_lock($1, hashtext($2))"
+GET_KEY = """
+SELECT fingerprint, status, headers::text AS headers, body
+FROM idempotency_keys WHERE key = $1 AND created_at > now() - $2::interval
+"""
+# An expired record that the purge has not reached yet is simply replaced.
+SAVE_KEY = """
+INSERT INTO idempotency_keys (key, fingerprint, status, headers, body, created_at)
+VALUES ($1, $2, $3, $4::jsonb, $5, now())
+ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint,
+    status = excluded.status, headers = excluded.headers, body = excluded.body,
+    created_at = excluded.created_at
+"""
+# Small batches keep locks short.
+PURGE_KEYS = """
+DELETE FROM idempotency_keys WHERE key IN (
+    SELECT key FROM idempotency_keys WHERE created_at <= now() - $1::interval LIMIT $2
+)
+"""
+
+
+class PgItemRepository(ItemRepository):
+    def __init__(self, tx: Transaction) -> None:
+        super().__init__()
+        self._tx = tx
+
+    async def _get(self, item_id: UUID) -> Item | None:
+        row = await self._tx.fetchrow(SELECT_ITEM_FOR_UPDATE, item_id)
+        return None if row is None else item_from_row(row)
+
+    async def _add(self, item: Item) -> None:
+        await self._tx.execute(INSERT_ITEM, *_row_values(item), item.created_at)
+
+    async def save(self, item: Item) -> None:
+        if item.deleted:
+            await self._tx.execute(DELETE_ITEM, item.id)
+            return
+        await self._tx.execute(UPDATE_ITEM, *_row_values(item))
+
+    async def last_position(self, item_id: UUID) -> int | None:
+        position = await self._tx.fetchval(LAST_POSITION, item_id)
+        return None if position is None else int(position)
+
+
+class PgEventStore:
+    """Appends events to the outbox inside the caller's transaction.
+
+    The caller has already written the item row (statements run in call order), so the
+    transaction holds a transaction id before it takes positions: the projector's gap
+    check (app/projection/gap_guard.py) relies on it.
+    """
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+
+    async def append(self, new_events: list[Event]) -> int:
+        # One statement per event: a command raises one event, and positions taken in
+        # one transaction one after another grow.
+        position = 0
+        for e in new_events:
+            position = await self._tx.fetchval(
+                INSERT_EVENT,
+                e.event_id,
+                e.item_id,
+                e.version,
+                type(e).__name__,
+                outbox.payload_text(e),
+                e.occurred_at,
+            )
+        return int(position)
+
+
+class PgIdempotencyStore(IdempotencyStore):
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+
+    async def lock(self, key: str) -> bool:
+        # A transaction-scoped advisory lock on the key: a concurrent request with the
+        # same key learns at once that the first is still in flight (409) instead of
+        # queueing behind it. The two-int form keeps these apart from other locks.
+        return bool(await self._tx.fetchval(LOCK_KEY, IDEMPOTENCY_LOCK_SPACE, key))
+
+    async def get(self, key: str) -> tuple[str, StoredResponse] | None:
+        row = await self._tx.fetchrow(GET_KEY, key, KEY_TTL)
+        if row is None:
+            return None
+        headers = orjson.loads(row["headers"])
+        return row["fingerprint"], StoredResponse(row["status"], headers, bytes(row["body"]))
+
+    async def save(self, key: str, fingerprint: str, response: StoredResponse) -> None:
+        await self._tx.execute(
+            SAVE_KEY,
+            key,
+            fingerprint,
+            response.status,
+            orjson.dumps(response.headers).decode(),
+            response.body,
+        )
+
+
+async def purge_expired_keys(conn: Any, batch: int = 1000) -> int:
+    """Delete a batch of expired Idempotency-Key records; the number deleted."""
+    status: str = await conn.execute(PURGE_KEYS, KEY_TTL, batch)
+    return int(status.rsplit(" ", 1)[1])  # "DELETE <n>"
+
+
+def _row_values(item: Item) -> tuple[Any, ...]:
+    """The columns an insert and an update both write, in their parameter order."""
+    return (
+        item.id,
+        item.name,
+        item.description,
+        item.price,
+        list(item.tags),
+        item.version,
+        item.updated_at,
+    )
+
+
+def item_from_row(row: Mapping[Any, Any]) -> Item:
+    """An Item from an items row (an asyncpg record)."""
+    return Item(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        price=row["price"],
+        tags=tuple(row["tags"]),
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

@@ -1,0 +1,100 @@
+"""The PostgreSQL schema as SQLAlchemy Core tables. Migrations create it; this module
+only describes it (for Alembic and for the test that compares the two); the statements
+that run are in the other modules of this folder."""
+
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    TIMESTAMP,
+    BigInteger,
+    Column,
+    Identity,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.types import UserDefinedType
+
+# Every constraint gets a predictable name, so migrations can refer to it.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class XID8(UserDefinedType[int]):
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("price", Numeric(11, 2), nullable=False),
+    Column("tags", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("version", Integer, nullable=False),
+    Column("created_at", TIMESTAMP(timezone=True), nullable=False),
+    Column("updated_at", TIMESTAMP(timezone=True), nullable=False),
+)
+
+# The outbox and the log the projection reads, in position order.
+events = Table(
+    "events",
+    metadata,
+    Column("position", BigInteger, Identity(always=True), primary_key=True),
+    Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("item_id", UUID(as_uuid=True), nullable=False),
+    Column("item_version", Integer, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("occurred_at", TIMESTAMP(timezone=True), nullable=False),
+    # The writing transaction's id: lets the projector tell a gap that a still-open
+    # transaction will fill from one an aborted transaction left for good.
+    Column("tx_id", XID8, nullable=False, server_default=text("pg_current_xact_id()")),
+    # The database's clock at the INSERT (the last statement before COMMIT), where
+    # occurred_at is the handler's: projection lag is measured from this one. NULL on
+    # rows written before it existed.
+    Column("recorded_at", TIMESTAMP(timezone=True), server_default=text("clock_timestamp()")),
+    UniqueConstraint("item_id", "item_version"),
+)
+
+# Idempotency-Key records, written in the same transaction as the change they answer.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("fingerprint", Text, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("headers", JSONB, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", TIMESTAMP(timezone=True), nullable=False, index=True),
+)
+
+# Events the projector could not apply, kept until `items dead-letters retry` applies
+# them. While an item has any, its later events wait here too (in position order).
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("position", BigInteger, primary_key=True),
+    Column("item_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("event_type", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("failed_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
+)

@@ -1,0 +1,80 @@
+"""The Redis key layout of the read model, in one place.
+
+Every key of a partition carries the partition's hash tag, so a partition lives in one
+Redis Cluster slot and one Lua script may touch all of its keys:
+
+    {<prefix>:<p>}:gen                 active generation of partition p
+    {<prefix>:<p>}:building            generation being restored from the event log
+    {<prefix>:<p>}:rebuild             generation `items rebuild` is filling
+    {<prefix>:<p>}:<g>:cp              checkpoint: last event position applied in g
+    {<prefix>:<p>}:<g>:ver             hash item id -> version (negative: deleted)
+    {<prefix>:<p>}:<g>:v:<item id>     the item view, as the JSON bytes a GET sends
+    {<prefix>:<p>}:<g>:ix:<sort>       list index of live items, one per sort field
+    {<prefix>:<p>}:<g>:tx:<tag>:<sort> the same, restricted to one tag
+
+A generation is a complete copy of the views; readers follow `gen`, so a rebuild can
+fill a new generation beside the live one and switch with one step. The list indexes'
+names and entries are the read model's schema (app/queries/views.py); they are sorted
+sets whose members all score 0 and sort by their bytes (ZRANGE BYLEX). The Lua scripts
+in lua/ spell the same suffixes (`cp`, `ver`, `v:`): they are the only other place.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from uuid import UUID
+
+CHECKPOINT = "cp"
+VERSIONS = "ver"
+VIEW = "v:"
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    prefix: str
+    partitions: int
+
+    def partition_of(self, item_id: UUID | str) -> int:
+        raw = item_id.bytes if isinstance(item_id, UUID) else UUID(item_id).bytes
+        return zlib.crc32(raw) % self.partitions
+
+    def tag(self, partition: int) -> str:
+        return f"{{{self.prefix}:{partition}}}"
+
+    def gen(self, partition: int) -> str:
+        return f"{self.tag(partition)}:gen"
+
+    def base(self, partition: int, generation: str) -> str:
+        """Prefix of every key of one generation of one partition."""
+        return f"{self.tag(partition)}:{generation}:"
+
+    def building(self, partition: int) -> str:
+        """Generation being restored from the event log, before it becomes active."""
+        return f"{self.tag(partition)}:building"
+
+    def rebuild(self, partition: int) -> str:
+        """Generation `items rebuild` is filling beside the live one."""
+        return f"{self.tag(partition)}:rebuild"
+
+    def checkpoint(self, partition: int, generation: str) -> str:
+        return self.base(partition, generation) + CHECKPOINT
+
+    def versions(self, partition: int, generation: str) -> str:
+        return self.base(partition, generation) + VERSIONS
+
+    @property
+    def checkpoint_channel(self) -> str:
+        """Where every change notice of this read model is published."""
+        return f"{self.prefix}:checkpoints"
+
+
+def view_suffix(item_id: str) -> str:
+    return VIEW + item_id
+
+
+def scan_pattern(prefix: str) -> str:
+    """A SCAN MATCH pattern for every key starting with `prefix`: hash-tag braces and
+    other glob characters in it are escaped."""
+    escaped = "".join("\\" + c if c in "[]{}*?\\" else c for c in prefix)
+    return escaped + "*"

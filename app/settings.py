@@ -1,0 +1,125 @@
+"""All configuration, read once from the environment (or a .env file)."""
+
+import hashlib
+import secrets
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+# DATABASE_URL may name the driver or not; SQLAlchemy (Alembic) wants it named, asyncpg
+# wants it bare. The two conversions live here, and Settings hands out both forms.
+def sqlalchemy_url(url: str) -> str:
+    """The URL for SQLAlchemy's asyncpg dialect; plain postgresql:// URLs are accepted."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("DATABASE_URL must start with postgresql:// or postgresql+asyncpg://")
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The same URL as asyncpg.connect() wants it (no driver suffix)."""
+    return "postgresql://" + sqlalchemy_url(url)[len("postgresql+asyncpg://") :]
+
+
+def _comma_separated(value: Any) -> Any:
+    """`a, b,,c` -> ("a", "b", "c"); anything else is left to pydantic."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Unset means "start the embedded servers" for `items serve` (see app/infrastructure/
+    # embedded.py); the app itself always needs both.
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: str = ".data"
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "info"
+
+    # The write side's asyncpg pool holds up to twice this many connections (the size
+    # plus as much overflow, as the SQLAlchemy pool before it).
+    db_pool_size: int = Field(default=10, ge=1)
+    # Writes fail fast when PostgreSQL is unreachable instead of hanging the client.
+    db_connect_timeout: float = Field(default=3.0, gt=0)
+    # ... and when it stops answering (a hung server, a network that drops packets): a
+    # statement slower than this is abandoned, its connection cut, and the write
+    # answers 503.
+    db_command_timeout: float = Field(default=5.0, gt=0)
+    # A write that waits this long for a free pooled connection (every one busy: more
+    # concurrent writes than the pool holds, for longer than they should take) answers
+    # 503 write-model-busy with Retry-After, rather than queueing without bound.
+    db_pool_timeout: float = Field(default=10.0, gt=0)
+    redis_max_connections: int = Field(default=64, ge=1)
+    redis_timeout: float = Field(default=1.0, gt=0)
+
+    # Every Redis key starts with this, so several deployments (or test runs) can
+    # share one Redis without seeing each other's keys.
+    redis_prefix: str = Field(default="items", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Items are spread over this many projection partitions (each with its own Redis
+    # hash tag, checkpoint and indexes). Changing it needs a rebuild of the read model.
+    projection_partitions: int = Field(default=1, ge=1, le=64)
+    # The API runs a projector with it (false: run `items projector` on its own) ...
+    projector_in_process: bool = True
+    # ... in a child process of its own, so request load on the API's event loop does not
+    # delay projection (app/projection/child.py); false: on that loop.
+    projector_in_child: bool = True
+    projector_batch_size: int = Field(default=500, ge=1, le=10_000)
+    projector_poll_interval: float = Field(default=1.0, gt=0)
+
+    # In-process caches of item views (GET by id) and list pages, kept consistent by the
+    # projector's change notices (app/queries/cache/); their bound in MiB,
+    # pages taking an eighth of it; 0 turns both off.
+    view_cache_mb: int = Field(default=64, ge=0, le=65_536)
+
+    # How long a read with a Consistency-Token waits for the projection (then 503).
+    consistency_wait_ms: int = Field(default=2000, ge=0, le=60_000)
+
+    # Signs list cursors so that a tampered one is rejected. Unset: a random key per
+    # process, which is fine for one process but breaks cursors across restarts.
+    # SecretStr: a repr or log of the settings shows stars, never the key.
+    secret_key: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)), min_length=16
+    )
+
+    # API_KEYS=k1,k2: writes and /api/v1/admin then need `Authorization: Bearer <key>`
+    # (app/api/auth.py). SecretStr keeps the keys out of any repr or log of the settings.
+    # Comma-separated, not JSON: NoDecode hands the raw string to the validator below.
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # Reads under /api/ need a key too (only when API_KEYS is set).
+    read_requires_key: bool = False
+    # CORS_ORIGINS=https://a.example,https://b.example; empty: no CORS headers at all.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _comma_separated(value)
+
+    @property
+    def api_key_digests(self) -> tuple[bytes, ...]:
+        """SHA-256 of each key: what requests are compared against (never the keys)."""
+        return tuple(
+            hashlib.sha256(key.get_secret_value().encode()).digest() for key in self.api_keys
+        )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        return None if not value else sqlalchemy_url(value)
+
+    def require_urls(self) -> tuple[str, str]:
+        if not self.database_url or not self.redis_url:
+            raise RuntimeError("DATABASE_URL and REDIS_URL must be set (or use `items serve`)")
+        return self.database_url, self.redis_url
+
+    @property
+    def database_dsn(self) -> str:
+        """DATABASE_URL as asyncpg.connect() takes it."""
+        return asyncpg_dsn(self.require_urls()[0])
