@@ -1,0 +1,48 @@
+"""`make bench`: the service as users run it, loaded by wrk, beside its references.
+
+One run, on one machine:
+
+- starts `items serve` (uvicorn, uvloop, httptools, no access log, one worker) pinned to
+  one CPU, with wrk (and this driver) pinned to the other; the API's projector runs in its
+  child process, which inherits the pin: the whole service shares that one CPU;
+- seeds N items through the API (BENCH_ITEMS, default 100,000);
+- measures GET by id (random ids, keep-alive, 64 connections), GET list (pages of 20 and
+  100, default sort and a tag filter), POST, PATCH, a 95/5 read/write mix and, under that
+  mix, the projection lag (a write's commit to its view in Redis), p50 and p99;
+- measures `items rebuild` of BENCH_REBUILD_ITEMS items (default 1,000,000) seeded
+  straight into PostgreSQL: items per second and peak memory;
+- measures the references of ../shared/bench in the same run: the bare HTTP ceiling, the
+  one-redis-py-GET ceiling and the seed-style FastAPI + SQLModel peer reading PostgreSQL
+  (the same wrk loads as the service's);
+- prints requests per second, p50, p99 and the ratios to the references, and writes them
+  to bench/results/bench-<timestamp>.json and bench/results/latest.json.
+
+The references run on this repo's own .venv interpreter (same uvicorn, Starlette and
+FastAPI as the service); only sqlmodel, which the peer needs and the service does not, is
+installed with `pip --target bench/.venv-ref --no-deps` and put on PYTHONPATH.
+
+Env: BENCH_ITEMS, BENCH_DURATION (seconds per load), BENCH_CONNECTIONS, BENCH_WARMUP
+(seconds of warm-up load before a server's first measurement), BENCH_REBUILD_ITEMS,
+BENCH_REBUILD_BATCH (`items rebuild --batch-size`), BENCH_DATABASE_URL (admin URL; a fresh
+database is created and dropped), BENCH_REDIS_URL (keys live under a per-run prefix and
+are removed); unset, the machine's own servers on 127.0.0.1:5432 / 6379 if they answer,
+else embedded ones as `make run` starts;
+BENCH_SHARED (the references' folder, default ../shared/bench).
+`--smoke`: a few seconds of everything, so the bench cannot rot (tests/test_bench_smoke.py).
+
+The entry point is bench/run.py (`python bench/run.py [--smoke] [--results-dir DIR]`);
+the package, one job a module:
+
+    config.py      the settings: BENCH_* variables, the command line, the CPUs, the paths
+    console.py     the printed lines
+    servers.py     which PostgreSQL and Redis the run uses
+    stores.py      the databases and Redis keys the run makes, and their removal
+    processes.py   starting, pinning and stopping processes; waiting for HTTP
+    loads.py       wrk: timed runs, open-ended runs, seeding through the API, warming views
+    lag.py         the 95/5 mix with the projection lag of its writes
+    service.py     the service's measurements
+    references.py  the ../shared/bench reference servers' measurements
+    rebuild.py     the `items rebuild` measurement
+    report.py      ratios, targets, the table and the JSON
+    main.py        one run, in order
+"""

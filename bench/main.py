@@ -1,0 +1,90 @@
+"""One run of the bench, in order: settings and servers, the pin, the service, the
+references, the rebuild, then the report. Whatever fails, the processes are stopped, the
+databases and keys removed, and the partial results still printed and written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .config import config
+from .console import say
+from .processes import Processes, terminate_as_exit
+from .rebuild import bench_rebuild
+from .references import bench_references
+from .servers import choose_servers
+from .service import STEADY_STATE_NOTE, bench_service
+from .stores import Stores
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = config(argv)
+    if shutil.which("wrk") is None:
+        say("bench: wrk is not on PATH (Debian package `wrk`)")
+        return 2
+    if cfg.pinned and shutil.which("taskset") is None:
+        say("bench: taskset is not on PATH (Debian package `util-linux`)")
+        return 2
+    # Before the pin below: embedded servers started here would inherit it.
+    servers = choose_servers(cfg)
+    say(f"servers: PostgreSQL {servers['postgres']}, Redis {servers['redis']}")
+    if cfg.pinned:
+        os.sched_setaffinity(0, {cfg.load_cpu})  # this driver shares the load CPU with wrk
+    results: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(),
+        "smoke": cfg.smoke,
+        "machine": report.machine(cfg),
+        "servers": servers,
+        "settings": {
+            "items": cfg.items,
+            "duration_s": cfg.duration,
+            "connections": cfg.connections,
+            "rebuild_items": cfg.rebuild_items,
+            "rebuild_batch": cfg.rebuild_batch,
+            "references": str(cfg.shared),
+        },
+        "measurements": {},
+        "notes": [],
+    }
+    if not cfg.pinned:
+        results["notes"].append("one CPU only: server and load are not pinned apart")
+    failed = False
+    with terminate_as_exit(), tempfile.TemporaryDirectory(prefix="items-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        logs = tmp / "logs"
+        logs.mkdir()
+        procs, stores = Processes(logs), Stores(cfg)
+        try:
+            service, lag = bench_service(cfg, procs, stores, tmp)
+            results["measurements"].update(service)
+            results["notes"].append(STEADY_STATE_NOTE)
+            results["projection_lag"] = lag
+            if (cfg.shared / "ceiling.py").exists() and (cfg.shared / "peer_seed.py").exists():
+                results["measurements"].update(bench_references(cfg, procs, stores, tmp))
+            else:
+                note = f"references skipped: {cfg.shared} not found (ratios left empty)"
+                results["notes"].append(note)
+                say(f"note: {note}")
+            results["rebuild"] = bench_rebuild(cfg, procs, stores)
+        except Exception as exc:  # noqa: BLE001 - reported, partial results kept
+            failed = True
+            results["error"] = f"{type(exc).__name__}: {exc}"
+            say(f"bench failed: {results['error']}")
+            for name, _ in procs.running:
+                say(f"--- last lines of {name}:\n{procs.log_tail(name)}")
+        finally:
+            procs.stop_all()
+            stores.cleanup()
+    results["finished"] = datetime.now(UTC).isoformat()
+    report.ratios(results)
+    results["targets"] = report.targets(results)
+    path = report.write(results, cfg)
+    say("")
+    say(report.table(results))
+    say(f"\nwritten to {path} and {cfg.results_dir / 'latest.json'}")
+    return 1 if failed else 0

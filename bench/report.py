@@ -1,0 +1,134 @@
+"""What a run's figures come to: the machine they were measured on, the ratios of the
+service's measurements to the references', the targets met or missed, the printed table,
+and the JSON in the results folder (bench-<timestamp>.json and latest.json)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+
+# The service's measurement -> the peer's measurement of the same request. The peer has no
+# tags, so a tag-filtered page is set against its plain page of the same size.
+PEER_OF = {
+    "get_by_id": "ref_peer_get_by_id",
+    "get_by_id_cold": "ref_peer_get_by_id",
+    "list_20": "ref_peer_list_20",
+    "list_100": "ref_peer_list_100",
+    "list_20_tag": "ref_peer_list_20",
+    "list_100_tag": "ref_peer_list_100",
+    "post": "ref_peer_post",
+    "patch": "ref_peer_patch",
+    "mix_95_5": "ref_peer_mix_95_5",
+}
+
+
+def machine(cfg: Config) -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_allowed": sorted(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "wrk": (wrk_version.stdout + wrk_version.stderr).strip().splitlines()[0:1],
+        "server_cpu": cfg.server_cpu,
+        "load_cpu": cfg.load_cpu,
+        "pinned": cfg.pinned,
+    }
+
+
+def ratios(results: dict[str, Any]) -> None:
+    ms: dict[str, dict[str, Any]] = results["measurements"]
+    bare = ms.get("ref_bare_http", {}).get("rps")
+    redis_ceiling = ms.get("ref_redis_get", {}).get("rps")
+    for name, m in ms.items():
+        if name.startswith("ref_"):
+            continue
+        m["ratio_bare"] = m["rps"] / bare if bare else None
+        m["ratio_redis"] = m["rps"] / redis_ceiling if redis_ceiling else None
+        peer = ms.get(PEER_OF.get(name, ""), {}).get("rps")
+        m["peer"] = PEER_OF.get(name) if peer else None
+        m["ratio_peer"] = m["rps"] / peer if peer else None
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 6's targets, each judged on this run's own figures (None: not measured)."""
+    ms: dict[str, dict[str, Any]] = results["measurements"]
+    lag = results.get("projection_lag") or {}
+    rb = results.get("rebuild") or {}
+
+    def get(name: str, key: str) -> float | None:
+        value = ms.get(name, {}).get(key)
+        return float(value) if value is not None else None
+
+    checks: list[tuple[str, float | None, str, float]] = [
+        ("GET by id / Redis GET ceiling", get("get_by_id", "ratio_redis"), ">=", 0.9),
+        ("GET by id / seed peer GET", get("get_by_id", "ratio_peer"), ">=", 6.0),
+        ("GET by id p99 ms", get("get_by_id", "p99_ms"), "<", 20.0),
+        ("GET list 20 / Redis GET ceiling", get("list_20", "ratio_redis"), ">=", 0.5),
+        ("POST / seed peer POST", get("post", "ratio_peer"), ">=", 1.0),
+        ("projection lag p99 ms", lag.get("p99_ms"), "<", 50.0),
+        ("rebuild items/s", rb.get("items_per_s"), ">=", 30_000.0),
+    ]
+    if rb.get("items", 0) >= 1_000_000:
+        checks.append(("rebuild of 1,000,000 items, seconds", rb.get("seconds"), "<", 60.0))
+    out = []
+    for name, value, op, bound in checks:
+        met = None if value is None else (value >= bound if op == ">=" else value < bound)
+        out.append({"target": f"{name} {op} {bound:g}", "value": value, "met": met})
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    def ratio(v: float | None) -> str:
+        return f"{v:.2f}x" if v is not None else "-"
+
+    head = (f"{'name':<20} {'rps':>10} {'p50_ms':>9} {'p99_ms':>9} {'errors':>7} "
+            f"{'/redis':>8} {'/peer':>8}")  # fmt: skip
+    lines = [head, "-" * len(head)]
+    for name, m in results["measurements"].items():
+        lines.append(
+            f"{name:<20} {m['rps']:>10,.0f} {m['p50_ms']:>9.2f} {m['p99_ms']:>9.2f} "
+            f"{m['errors']:>7} {ratio(m.get('ratio_redis')):>8} {ratio(m.get('ratio_peer')):>8}"
+        )
+    lag = results.get("projection_lag")
+    if lag:
+        lines.append(f"projection lag under mix_95_5: p50 {lag['p50_ms']:.1f} ms, "
+                     f"p99 {lag['p99_ms']:.1f} ms ({lag['samples']} samples)")  # fmt: skip
+    rb = results.get("rebuild")
+    if rb:
+        lines.append(
+            f"items rebuild: {rb['items']:,} items in {rb['seconds']:.1f}s, "
+            f"{rb['items_per_s']:,.0f} items/s, peak RSS {rb['max_rss_mb']:.0f} MiB"
+        )
+    for check in results.get("targets", []):
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[check["met"]]
+        value = "-" if check["value"] is None else f"{check['value']:,.2f}"
+        lines.append(f"target: {check['target']:<45} {value:>12}  {verdict}")
+    for note in results["notes"]:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], cfg: Config) -> Path:
+    cfg.results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = cfg.results_dir / f"bench-{stamp}{'-smoke' if cfg.smoke else ''}.json"
+    text = json.dumps(results, indent=2) + "\n"
+    path.write_text(text)
+    (cfg.results_dir / "latest.json").write_text(text)
+    return path
