@@ -28,10 +28,11 @@ test: install  ## the whole suite (embedded servers unless TEST_DATABASE_URL/TES
 faults: install  ## only the fault tests of README's RELIABILITY section (make test runs them too)
 	$(VENV)/bin/pytest tests/faults
 
-lint: install
+lint: install  ## ruff, mypy --strict, and the layers of app/ (import-linter, pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff check --fix .
