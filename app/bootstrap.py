@@ -32,11 +32,11 @@ from app.infrastructure.redis.projection_store import RedisProjectionStore
 from app.infrastructure.redis.read_model import RedisReadModel
 from app.infrastructure.redis.rebuild_store import RedisRebuildStore
 from app.infrastructure.redis.verify_store import RedisVerifyStore
-from app.operations.dead_letters import RetryReport, list_dead_letters, retry_dead_letters
+from app.operations import dead_letters as dead_letter_ops
+from app.operations import rebuild as rebuild_op
+from app.operations import status as status_op
+from app.operations import verify as verify_op
 from app.operations.progress import OnProgress, ignore
-from app.operations.rebuild import RebuildReport, RebuildStores, rebuild
-from app.operations.status import status
-from app.operations.verify import VerifyReport, verify
 from app.projection import child
 from app.projection.child import ProjectorChild
 from app.projection.ports import Target
@@ -111,7 +111,7 @@ class Container:
     # -- operator commands (app/operations), wired to this container's stores ------------
 
     async def status(self) -> dict[str, Any]:
-        return await status(self.settings.database_dsn, self.projection_store)
+        return await status_op.status(self.settings.database_dsn, self.projection_store)
 
     async def verify(
         self,
@@ -120,9 +120,9 @@ class Container:
         wait: float = 30.0,
         batch: int = 1000,
         progress: OnProgress = ignore,
-    ) -> VerifyReport:
+    ) -> verify_op.VerifyReport:
         store = RedisVerifyStore(self.redis, self.layout)
-        return await verify(
+        return await verify_op.verify(
             self.settings.database_dsn,
             store,
             repair=repair,
@@ -133,20 +133,23 @@ class Container:
 
     async def rebuild(
         self, *, batch_size: int = 2000, dry_run: bool = False, progress: OnProgress = ignore
-    ) -> RebuildReport:
-        stores = RebuildStores(
+    ) -> rebuild_op.RebuildReport:
+        stores = rebuild_op.RebuildStores(
             dsn=self.settings.database_dsn,
             projection=self.projection_store,
             seeding=RedisRebuildStore(self.redis, self.layout, self.projection_store),
             projector=self.projector,
         )
-        return await rebuild(stores, batch_size=batch_size, dry_run=dry_run, progress=progress)
+        return await rebuild_op.rebuild(
+            stores, batch_size=batch_size, dry_run=dry_run, progress=progress
+        )
 
     async def dead_letters(self) -> list[Row]:
-        return await list_dead_letters(self.settings.database_dsn)
+        return await dead_letter_ops.list_dead_letters(self.settings.database_dsn)
 
-    async def retry_dead_letters(self) -> RetryReport:
-        return await retry_dead_letters(self.settings.database_dsn, self.projector())
+    async def retry_dead_letters(self) -> dead_letter_ops.RetryReport:
+        dsn = self.settings.database_dsn
+        return await dead_letter_ops.retry_dead_letters(dsn, self.projector())
 
     async def close(self) -> None:
         await self.redis.aclose()
