@@ -30,6 +30,7 @@ from app.queries.tokens import TokenCodec
 JSON = "application/json"
 POSITION_HEADER = "X-Projection-Position"
 SORT_PATTERN = f"^-?({'|'.join(SORT_FIELDS)})$"
+SORT_DESCRIPTION = f"{', '.join(SORT_FIELDS[:-1])} or {SORT_FIELDS[-1]}; prefix '-' for descending."
 MAX_CURSOR = 2048
 
 _POSITION = POSITION_HEADER.lower().encode()
@@ -52,7 +53,7 @@ class ListParams(BaseModel):
         str,
         Field(
             pattern=SORT_PATTERN,
-            description="created_at, updated_at, name or price; prefix '-' for descending.",
+            description=SORT_DESCRIPTION,
         ),
     ] = DEFAULT_SORT
     tag: Annotated[
