@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from app.commands.bus import CommandBus
 from app.infrastructure.postgres import migrations
-from app.infrastructure.postgres.event_log import PgLogConnector
+from app.infrastructure.postgres.event_log import PgEventLog, PgLogConnector
 from app.infrastructure.postgres.pool import UNREACHABLE as postgres_unreachable
 from app.infrastructure.postgres.pool import Database, Row
 from app.infrastructure.postgres.repositories import purge_expired_keys
@@ -97,6 +97,12 @@ class Container:
         if self.settings.projector_in_child:
             return ProjectorChild(projector_process, (self.settings,))
         return self.projector()
+
+    async def projector_status(self) -> tuple[int, bool]:
+        """The head of the event log, and whether some projector holds the lock."""
+        async with self.database.connection() as conn:
+            log = PgEventLog(conn)
+            return await log.head(), await log.lock_holder() is not None
 
     async def purge_idempotency_keys(self) -> int:
         """Delete expired Idempotency-Key records, a small batch per transaction."""

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
 
     # How long a read with a Consistency-Token waits for the projection (then 503).
     consistency_wait_ms: int = Field(default=2000, ge=0, le=60_000)
+    # How long a write's answer waits for the read model to include it (then it answers
+    # anyway, with Consistency-Pending: true); 0 answers at commit.
+    write_visible_wait_ms: int = Field(default=1000, ge=0, le=60_000)
+    # How long the API waits at start-up, before it accepts a connection, for what reads
+    # need (Redis, a live read model, the projector it runs caught up): past this it
+    # starts anyway, and /readyz says what is missing.
+    startup_ready_timeout: float = Field(default=30.0, ge=0)
 
     # Signs list cursors so that a tampered one is rejected. Unset: a random key per
     # process, which is fine for one process but breaks cursors across restarts.

@@ -161,7 +161,7 @@ async def running(app: FastAPI, *, within: float = 5.0) -> AsyncIterator[Running
     they should, which no test using this is about)."""
     async with app.router.lifespan_context(app) as state:
         assert state is not None
-        started = Running(app, State(container=state["container"]))
+        started = Running(app, State(container=state["container"], readiness=state["readiness"]))
         await eventually(started.container.read_model.ready, within=within)
         yield started
 

@@ -15,6 +15,7 @@ from app import bootstrap
 from app.api import auth, problems
 from app.api.fast_reads import FastItemReads
 from app.api.middleware import LimitBody, StripTrailingSlash
+from app.api.readiness import Readiness
 from app.api.routes import admin, health, items
 from app.api.state import State
 from app.settings import Settings
@@ -61,10 +62,15 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
         watcher = asyncio.create_task(container.watcher.run(), name="checkpoint-watcher")
         stopping = asyncio.Event()
         purge = asyncio.create_task(_purge_keys(container, stopping), name="purge-keys")
-        if freeze_startup_heap:
-            _freeze_heap()
+        readiness = Readiness(container)
         try:
-            yield State(container=container)
+            # uvicorn accepts connections (and says "startup complete") only after this.
+            missing = await readiness.wait(settings.startup_ready_timeout)
+            if missing:
+                log.warning("serving before ready (STARTUP_READY_TIMEOUT): %s", missing)
+            if freeze_startup_heap:
+                _freeze_heap()
+            yield State(container=container, readiness=readiness)
         finally:
             stopping.set()
             container.watcher.stop()

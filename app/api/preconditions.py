@@ -32,6 +32,17 @@ def none_match(header: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
 
 
+def prefers(headers: list[str], preference: str) -> bool:
+    """Whether `Prefer` headers (RFC 7240) ask for `preference`: comma-separated
+    preferences, each a case-insensitive token, maybe `=value` and `;` parameters."""
+    for header in headers:
+        for part in header.split(","):
+            name = part.split(";", 1)[0].split("=", 1)[0].strip().lower()
+            if name == preference:
+                return True
+    return False
+
+
 class InvalidIdempotencyKey(ValueError):
     pass
 

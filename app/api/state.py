@@ -12,11 +12,13 @@ from typing import Annotated, TypedDict
 from fastapi import Depends, Request
 from starlette.types import Scope
 
+from app.api.readiness import Readiness
 from app.bootstrap import Container
 
 
 class State(TypedDict):
     container: Container
+    readiness: Readiness
 
 
 def scope_container(scope: Scope) -> Container:
@@ -31,4 +33,10 @@ async def get_container(request: Request) -> Container:
     return scope_container(request.scope)
 
 
+async def get_readiness(request: Request) -> Readiness:
+    readiness: Readiness = request.scope["state"]["readiness"]
+    return readiness
+
+
 ContainerDep = Annotated[Container, Depends(get_container)]
+ReadinessDep = Annotated[Readiness, Depends(get_readiness)]

@@ -39,6 +39,15 @@ class CommandResult:
     changed: bool
 
 
+@dataclass(frozen=True)
+class Answered:
+    """What an idempotent command answers: the response, and whether it is the stored
+    answer of an earlier request with the same key (nothing ran this time)."""
+
+    response: StoredResponse
+    replayed: bool
+
+
 class CommandBus:
     def __init__(
         self,
@@ -59,7 +68,7 @@ class CommandBus:
         cmd: Command,
         request: IdempotentRequest,
         respond: Callable[[CommandResult], StoredResponse],
-    ) -> StoredResponse:
+    ) -> Answered:
         """Run a command at most once per key; a retry gets the first answer again."""
         async with self._uow_factory() as uow:
             if not await uow.idempotency.lock(request.key):
@@ -69,11 +78,11 @@ class CommandBus:
                 fingerprint, response = stored
                 if fingerprint != request.fingerprint:
                     raise KeyReused()
-                return response
+                return Answered(response, replayed=True)
             response = respond(await self._run(cmd, uow))
             await uow.idempotency.save(request.key, request.fingerprint, response)
             await uow.commit()
-        return response
+        return Answered(response, replayed=False)
 
     async def _run(self, cmd: Command, uow: UnitOfWork) -> CommandResult:
         handler = HANDLERS[type(cmd)]

@@ -74,8 +74,12 @@ class ProjectorChild:
             if self._stopping.is_set():
                 await self._end(process)
                 return
-            log.error("projector child (pid %s) exited with %s; restarting in %.0fs",
-                      process.pid, process.exitcode, delay)  # fmt: skip
+            # Exit 0 is a stop it was asked for (a signal to it alone: the API's own stop
+            # goes through stop() above); anything else is a crash. Either way the API
+            # keeps its projector.
+            report = log.info if process.exitcode == 0 else log.error
+            report("projector child (pid %s) exited with %s; starting it again in %.0fs",
+                   process.pid, process.exitcode, delay)  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
             delay = min(delay * 2, MAX_RESTART_DELAY)
@@ -126,7 +130,12 @@ async def watch_parent(parent: int, stop: Callable[[], None]) -> None:
 
 
 def die_with_parent() -> None:
-    """Ask the kernel for SIGTERM when the parent dies (Linux; elsewhere a no-op)."""
+    """Ask the kernel for SIGTERM when the parent dies (Linux; elsewhere a no-op), and
+    leave the parent's process group: a Ctrl-C on the terminal reaches the API alone,
+    which then stops its child in order (after its requests have drained), instead of
+    both at once."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
+from uuid import UUID
 
 import orjson
 
@@ -59,6 +60,27 @@ class QueryHandlers:
             await self._watcher.changed(min(remaining, 0.5))
             result = await read()
         return result
+
+    async def visible(self, item_id: UUID, position: int, within: float) -> bool:
+        """Wait until this process has applied every change notice of the item's
+        partition up to `position` (a write's last event): from then on its reads, from
+        the caches or from Redis, show that write. False when `within` seconds pass
+        first, or at once when the notices are not being followed (Redis or the
+        subscription is down, or stalled): the read model cannot be known to catch up."""
+        partition = self._read_model.partition_of(item_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            horizon = self._cache.horizon(partition)
+            if horizon is None:
+                return False
+            if horizon >= position:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            # The cap only covers a missed wake-up; normally the notice wakes us first.
+            await self._watcher.changed(min(remaining, 0.25))
 
     async def get_item(self, query: GetItem) -> ReadAnswer:
         # The in-process cache first (see cache/views.py for why it cannot serve a view

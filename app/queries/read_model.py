@@ -32,6 +32,9 @@ class IndexSlice:
 
 
 class ReadModel(Protocol):
+    def partition_of(self, item_id: UUID | str) -> int:
+        """The read-model partition an item's view lives in."""
+
     async def get(self, item_id: UUID | str) -> ViewRead:
         """The item's view (None when deleted or unknown) with its version and position;
         raises ReadModelUnavailable while a partition has no live generation."""

@@ -208,13 +208,15 @@ async def test_an_idempotent_command_runs_once_per_key(
     first = await bus.handle_idempotent(
         CreateItem(item_id=ITEM, name="Lamp", price="1"), request, respond
     )
-    assert first == StoredResponse(201, {"etag": '"1"'}, b"1")
-    assert fake_db.keys["k1"] == (request.fingerprint, first)
+    assert first.response == StoredResponse(201, {"etag": '"1"'}, b"1")
+    assert not first.replayed
+    assert fake_db.keys["k1"] == (request.fingerprint, first.response)
     # A retry (even one whose command would now fail) gets the first answer again.
     again = await bus.handle_idempotent(
         CreateItem(item_id=ITEM, name="Lamp", price="1"), request, respond
     )
-    assert again == first
+    assert again.response == first.response
+    assert again.replayed
     assert len(fake_db.log) == 1
     assert len(fake_db.commits) == 1
 

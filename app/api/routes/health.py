@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter
 from starlette.responses import JSONResponse, Response
 
 from app.api.problems import problem
-from app.api.state import ContainerDep
+from app.api.state import ReadinessDep
 
 router = APIRouter(tags=["health"])
 
@@ -20,30 +18,11 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(c: ContainerDep) -> Response:
-    """Ready to serve: PostgreSQL and Redis answer and the read model is live.
-    503 names each failed check."""
-
-    async def postgres() -> str:
-        await c.database.ping()
-        return "ok"
-
-    async def redis() -> str:
-        await c.redis.ping()
-        return "ok"
-
-    async def read_model() -> str:
-        return "ok" if await c.read_model.ready() else "missing: being restored"
-
-    names = ("postgres", "redis", "read_model")
-    results = await asyncio.gather(
-        *(asyncio.wait_for(check(), 2.0) for check in (postgres, redis, read_model)),
-        return_exceptions=True,
-    )
-    checks = {
-        name: (r if isinstance(r, str) else f"failed: {type(r).__name__}: {r}".strip(": "))
-        for name, r in zip(names, results, strict=True)
-    }
+async def readyz(readiness: ReadinessDep) -> Response:
+    """Ready to serve: PostgreSQL and Redis answer, the read model is live and, when
+    this process runs the projector, it has caught up with what was written before the
+    start. 503 names each failed check."""
+    checks = await readiness.checks()
     failed = [name for name, r in checks.items() if r != "ok"]
     if failed:
         return problem(

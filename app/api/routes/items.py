@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Annotated
 from uuid import UUID, uuid4
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.api.openapi import READ_HEADERS, IdempotencyKey, IfMatch, responses
-from app.api.preconditions import idempotent_request, parse_if_match
+from app.api.preconditions import idempotent_request, parse_if_match, prefers
 from app.api.reads import JSON, ListParams, min_position, read_response
 from app.api.schemas import ItemCreate, ItemOut, ItemPageOut, ItemPatch
 from app.api.state import scope_container
@@ -18,17 +19,25 @@ from app.bootstrap import Container
 from app.commands.bus import CommandResult
 from app.commands.commands import Command, CreateItem, DeleteItem, UpdateItem
 from app.commands.idempotency import StoredResponse
+from app.queries.errors import InvalidToken
 from app.queries.queries import GetItem, item_etag
+from app.queries.tokens import TokenCodec
 from app.queries.views import item_view, render
 
 router = APIRouter(prefix="/api/v1/items", tags=["items"])
+
+TOKEN = "Consistency-Token"
+PENDING = "Consistency-Pending"  # the write is committed; the read model may not show it yet
+REPLAYED = "Idempotent-Replayed"
+APPLIED = "Preference-Applied"
+RESPOND_ASYNC = "respond-async"  # Prefer: respond-async (RFC 7240): answer at commit
 
 
 def _write_answer(c: Container, status: int) -> Callable[[CommandResult], StoredResponse]:
     def respond(result: CommandResult) -> StoredResponse:
         headers = {"ETag": item_etag(result.item.version)}
         if result.position is not None:
-            headers["Consistency-Token"] = c.tokens.issue(result.position)
+            headers[TOKEN] = c.tokens.issue(result.position)
         if status == 204:
             return StoredResponse(204, headers, b"")
         if status == 201:
@@ -39,14 +48,17 @@ def _write_answer(c: Container, status: int) -> Callable[[CommandResult], Stored
     return respond
 
 
-async def _write(request: Request, cmd: Command, status: int, key: str | None) -> Response:
+async def _write(
+    request: Request, cmd: Command, item_id: UUID, status: int, key: str | None
+) -> Response:
     # The container straight from the request state, not through ContainerDep: a
     # sub-dependency is one more round of FastAPI's dependency solving on every write.
     c = scope_container(request.scope)
     respond = _write_answer(c, status)
     if key is None:
         # The fingerprint (and request.url, which parses the whole URL) only when needed.
-        answer = respond(await c.bus.handle(cmd))
+        result = await c.bus.handle(cmd)
+        answer, replayed, position = respond(result), False, result.position
     else:
         idempotent = idempotent_request(
             key,
@@ -55,8 +67,37 @@ async def _write(request: Request, cmd: Command, status: int, key: str | None) -
             await request.body(),
             request.headers.get("if-match"),
         )
-        answer = await c.bus.handle_idempotent(cmd, idempotent, respond)
-    return Response(answer.body, status_code=answer.status, headers=answer.headers)
+        answered = await c.bus.handle_idempotent(cmd, idempotent, respond)
+        answer, replayed = answered.response, answered.replayed
+        position = _position(c.tokens, answer.headers.get(TOKEN))
+    headers = dict(answer.headers)
+    if prefers(request.headers.getlist("prefer"), RESPOND_ASYNC):
+        if not replayed:
+            headers[APPLIED] = RESPOND_ASYNC
+    elif not await _visible(c, item_id, position) and not replayed:
+        headers[PENDING] = "true"
+    if replayed:
+        # The stored answer, byte for byte, saying what it is (Stripe's convention).
+        headers[REPLAYED] = "true"
+    return Response(answer.body, status_code=answer.status, headers=headers)
+
+
+async def _visible(c: Container, item_id: UUID, position: int | None) -> bool:
+    """Answer once this process's reads include the write (WRITE_VISIBLE_WAIT_MS at
+    most): a client's next request here sees its own write with no token. False when
+    the wait ran out or could not even begin (the read model is not being followed)."""
+    wait = c.settings.write_visible_wait_ms / 1000
+    if position is None or wait <= 0:
+        return True  # nothing to wait for (no event yet), or told not to wait
+    return await c.queries.visible(item_id, position, wait)
+
+
+def _position(tokens: TokenCodec, token: str | None) -> int | None:
+    """The position a stored answer's token names; None if this service can no longer
+    read it (signed with another SECRET_KEY): the replay then does not wait."""
+    with contextlib.suppress(InvalidToken):
+        return min_position(tokens, token)
+    return None
 
 
 @router.post(
@@ -73,7 +114,7 @@ async def create_item(body: ItemCreate, request: Request, key: IdempotencyKey = 
         price=body.price,
         tags=tuple(body.tags),
     )
-    return await _write(request, cmd, 201, key)
+    return await _write(request, cmd, cmd.item_id, 201, key)
 
 
 # The reads take their headers straight from the request: FastAPI's dependency
@@ -120,7 +161,7 @@ async def update_item(
     cmd = UpdateItem(
         item_id=item_id, changes=body.changes(), expected_versions=parse_if_match(if_match)
     )
-    return await _write(request, cmd, 200, key)
+    return await _write(request, cmd, item_id, 200, key)
 
 
 @router.delete(
@@ -133,4 +174,4 @@ async def delete_item(
     if_match: IfMatch = None,
 ) -> Response:
     cmd = DeleteItem(item_id=item_id, expected_versions=parse_if_match(if_match))
-    return await _write(request, cmd, 204, key)
+    return await _write(request, cmd, item_id, 204, key)

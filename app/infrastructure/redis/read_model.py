@@ -23,6 +23,9 @@ class RedisReadModel:
         self._list = scripts.register(redis, "list_views")
         self._position = scripts.register(redis, "position")
 
+    def partition_of(self, item_id: UUID | str) -> int:
+        return self.layout.partition_of(item_id)
+
     async def get(self, item_id: UUID | str) -> ViewRead:
         # A UUID goes straight to its partition; a string would be parsed again.
         p = self.layout.partition_of(item_id)

@@ -111,6 +111,10 @@ class ViewCache:
         self.lease = lease
         self._clock = clock
         self._current_until = 0.0
+        # Following: subscribed, with each partition's position known (the horizons are
+        # kept even with a cache of size 0: writes wait on them). Enabled: following,
+        # and storing views.
+        self.following = False
         self.enabled = False
         self.hits = 0
         self.misses = 0
@@ -128,10 +132,9 @@ class ViewCache:
         """Subscribed: (partition, live generation or None, checkpoint) read after the
         subscribe confirmation, by a read that started at `read_at` (clock time)."""
         self.disable()
-        if self.max_bytes <= 0:
-            return
         self._parts = {p: Partition(g, cp, cp) for p, g, cp in positions}
-        self.enabled = True
+        self.following = True
+        self.enabled = self.max_bytes > 0
         self.current_as_of(read_at)
 
     def current_as_of(self, sent_at: float) -> None:
@@ -146,12 +149,21 @@ class ViewCache:
         """Enabled and within the lease: an entry may be served."""
         return self.enabled and self._clock() <= self._current_until
 
+    def horizon(self, partition: int) -> int | None:
+        """The position up to which every notice of `partition` has been applied, while
+        that is known to be current (following, within the lease); None otherwise."""
+        part = self._parts.get(partition)
+        if part is None or not self.following or self._clock() > self._current_until:
+            return None
+        return part.horizon
+
     def partition(self, partition: int) -> Partition | None:
         """What is known of `partition` (None while disabled or for an unknown one)."""
         return self._parts.get(partition)
 
     def disable(self) -> None:
         """The subscription is gone (or not yet confirmed): nothing is known any more."""
+        self.following = False
         self.enabled = False
         self._current_until = 0.0
         self._entries.clear()
@@ -212,7 +224,7 @@ class ViewCache:
     # -- notices ------------------------------------------------------------------------
 
     def apply(self, notice: ChangeNotice) -> None:
-        if not self.enabled:
+        if not self.following:
             return
         p = notice.partition
         if notice.reset:
