@@ -7,6 +7,7 @@
 --   seed   post until SEED_COUNT items exist, their ids written to IDS_OUT
 --   sweep  GET every id of IDS_FILE once, in order (then on, round again); once every
 --          one was answered, the file SWEEP_DONE is written (the driver stops wrk)
+-- PREFER (optional): the Prefer header of every write (respond-async: answer at commit).
 -- done() prints one line: RESULT rps=… p50_ms=… p99_ms=… errors=… requests=…
 local mode = os.getenv("MODE") or "get"
 local prefix = os.getenv("PREFIX") or "/api/v1/items/"
@@ -19,6 +20,8 @@ if ids_file then
 end
 for p in string.gmatch(os.getenv("PATHS") or "", "[^|]+") do paths[#paths + 1] = p end
 local json = { ["Content-Type"] = "application/json" }
+local prefer = os.getenv("PREFER")
+if prefer and #prefer > 0 then json["Prefer"] = prefer end
 local n = 0
 math.randomseed(os.time())
 

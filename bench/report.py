@@ -25,7 +25,9 @@ PEER_OF = {
     "list_20_tag": "ref_peer_list_20",
     "list_100_tag": "ref_peer_list_100",
     "post": "ref_peer_post",
+    "post_async": "ref_peer_post",
     "patch": "ref_peer_patch",
+    "patch_async": "ref_peer_patch",
     "mix_95_5": "ref_peer_mix_95_5",
 }
 

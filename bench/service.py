@@ -115,8 +115,12 @@ def bench_service(cfg: Config, procs: Processes, stores: Stores, tmp: Path
     run("list_100", "list", paths=[f"{ITEMS}?limit=100"])
     run("list_20_tag", "list", paths=[f"{ITEMS}?limit=20&tag={t}" for t in TAGS])
     run("list_100_tag", "list", paths=[f"{ITEMS}?limit=100&tag={t}" for t in TAGS])
+    # Writes answer once the read model shows them (WRITE_VISIBLE_WAIT_MS); the same
+    # loads with Prefer: respond-async answer at commit: the cost of the wait, same run.
     run("post", "post")
+    run("post_async", "post", prefer="respond-async")
     run("patch", "patch", ids_file=ids_file)
+    run("patch_async", "patch", ids_file=ids_file, prefer="respond-async")
     mix, lags = asyncio.run(lag_probe.mix_with_lag(cfg, base, prefix, database_url, ids_file))
     out["mix_95_5"] = mix
     show("mix_95_5", mix)

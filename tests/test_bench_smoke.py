@@ -25,7 +25,9 @@ SERVICE = [
     "list_20_tag",
     "list_100_tag",
     "post",
+    "post_async",
     "patch",
+    "patch_async",
     "mix_95_5",
 ]
 REFERENCES = [

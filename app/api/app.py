@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from app import bootstrap
-from app.api import auth, problems
+from app.api import auth, openapi, problems
 from app.api.fast_reads import FastItemReads
 from app.api.middleware import LimitBody, StripTrailingSlash
 from app.api.readiness import Readiness
@@ -31,13 +31,18 @@ CORS_REQUEST_HEADERS = (
     "If-None-Match",
     "Idempotency-Key",
     "Consistency-Token",
+    "Prefer",
 )
 CORS_EXPOSED_HEADERS = (
     "ETag",
     "Location",
     "Consistency-Token",
+    "Consistency-Pending",
+    "Idempotent-Replayed",
+    "Preference-Applied",
     "X-Projection-Position",
     "Retry-After",
+    "Allow",
 )
 
 DESCRIPTION = """
@@ -94,6 +99,7 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
+        generate_unique_id_function=openapi.operation_id,
         # No OpenTelemetry provider is configured here; left on, FastAPI's native
         # telemetry looks the global providers up on every request (about 6% of the
         # samples of a GET by id in a py-spy profile).
@@ -102,6 +108,7 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
     app.include_router(items.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    openapi.install(app, settings)
     problems.install(app)
     # Innermost: GET by id skips the router (see fast_reads.py for the profile), while
     # the API-key and CORS middleware outside it still apply.

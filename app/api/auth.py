@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,7 +24,6 @@ log = logging.getLogger("items.api")
 SCHEME = "bearer"
 ADMIN_PREFIX = "/api/v1/admin"
 READS = frozenset({"GET", "HEAD"})
-WRITES = frozenset({"post", "put", "patch", "delete"})
 CHALLENGE = 'Bearer realm="items"'
 
 
@@ -105,18 +103,12 @@ class RequireApiKey:
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Guard the app when keys are configured, and say so in its OpenAPI document.
-
-    With no keys nothing is added: the document then describes open endpoints, which is
-    what they are.
-    """
+    """Guard the app when keys are configured (openapi.py documents the guard). With no
+    keys nothing is added: the endpoints are open, and documented as such."""
     digests = settings.api_key_digests
-    if not digests:
-        return
-    reads = settings.read_requires_key
-    app.add_middleware(RequireApiKey, digests=digests, read_requires_key=reads)
-    # Replacing app.openapi is FastAPI's documented way to extend the document.
-    app.openapi = _documented(app, app.openapi, reads)  # type: ignore[method-assign]
+    if digests:
+        reads = settings.read_requires_key
+        app.add_middleware(RequireApiKey, digests=digests, read_requires_key=reads)
 
 
 def announce(settings: Settings) -> None:
@@ -134,49 +126,3 @@ def announce(settings: Settings) -> None:
         count,
         "need one too" if settings.read_requires_key else "are open",
     )
-
-
-def _documented(
-    app: FastAPI, build: Callable[[], dict[str, Any]], read_requires_key: bool
-) -> Callable[[], dict[str, Any]]:
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            _add_security(build(), read_requires_key)
-        assert app.openapi_schema is not None  # build() caches what it returns
-        return app.openapi_schema
-
-    return openapi
-
-
-def _add_security(schema: dict[str, Any], read_requires_key: bool) -> None:
-    components = schema.setdefault("components", {})
-    components.setdefault("securitySchemes", {})[SCHEME] = {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "One of the keys in API_KEYS.",
-    }
-    problem_schema: dict[str, Any] = (
-        {"$ref": "#/components/schemas/ProblemOut"}
-        if "ProblemOut" in components.get("schemas", {})
-        else {"type": "object"}
-    )
-    refusals = {
-        "401": "No `Authorization: Bearer <key>` header, or a malformed one.",
-        "403": "The key is not one of the configured keys.",
-    }
-    for path, operations in schema.get("paths", {}).items():
-        for method, operation in operations.items():
-            if method not in WRITES | {"get", "head"} or not needs_key(
-                method, path, read_requires_key
-            ):
-                continue
-            operation["security"] = [{SCHEME: []}]
-            responses = operation.setdefault("responses", {})
-            for code, description in refusals.items():
-                responses.setdefault(
-                    code,
-                    {
-                        "description": description,
-                        "content": {"application/problem+json": {"schema": problem_schema}},
-                    },
-                )

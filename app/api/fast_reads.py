@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.preconditions import entity_tags
 from app.api.reads import min_position, plain_list_query, read_response
 from app.api.state import scope_container
 from app.queries.queries import GetItem, ListItems, ReadAnswer
@@ -63,6 +64,7 @@ class FastItemReads:
             elif name == b"consistency-token":
                 token = value.decode("latin-1")
         try:
+            tags = entity_tags(if_none_match, "If-None-Match")
             position = min_position(container.tokens, token)
             answer: ReadAnswer
             if item_id is not None:
@@ -75,7 +77,7 @@ class FastItemReads:
         except Exception as exc:
             await self._problem(scope, receive, send, exc)
             return
-        await read_response(answer, if_none_match)(scope, receive, send)
+        await read_response(answer, tags)(scope, receive, send)
 
     def _list_query(self, scope: Scope) -> ListItems | None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):

@@ -3,33 +3,58 @@
 from __future__ import annotations
 
 import hashlib
+import re
+from dataclasses import dataclass
 
 import orjson
 
 from app.commands.idempotency import IdempotentRequest
 
+# RFC 9110 §8.8.3: `*`, or entity tags (maybe weak) separated by commas; etagc is
+# printable ASCII but `"` (obs-text is refused: no ETag of this service has any).
+_ETAG = r'(?:W/)?"[!#-~]*"'
+ENTITY_TAGS = re.compile(rf"[ \t]*(?:\*|{_ETAG}(?:[ \t]*,[ \t]*{_ETAG})*)[ \t]*")
+_TAG = re.compile(r'(W/)?"([!#-~]*)"')
+
+
+class InvalidEntityTags(ValueError):
+    """An If-Match or If-None-Match that is not `*` nor a list of entity tags."""
+
+
+@dataclass(frozen=True)
+class EntityTags:
+    """A parsed If-Match / If-None-Match: `*`, or (weak, tag) pairs, tags unquoted."""
+
+    any: bool
+    tags: tuple[tuple[bool, str], ...] = ()
+
+
+def entity_tags(header: str | None, name: str) -> EntityTags | None:
+    """None for an absent header; raises InvalidEntityTags for a malformed one."""
+    if header is None:
+        return None
+    if ENTITY_TAGS.fullmatch(header) is None:
+        raise InvalidEntityTags(f'{name} must be * or a list of entity tags like "3"')
+    if header.strip() == "*":
+        return EntityTags(any=True)
+    return EntityTags(False, tuple((bool(w), t) for w, t in _TAG.findall(header)))
+
 
 def parse_if_match(header: str | None) -> frozenset[int] | None:
     """Versions named by If-Match (None: no precondition, or `*`, which any existing
     item satisfies). Weak tags never match (RFC 9110 strong comparison); a header that
-    names no valid version yields an empty set, which no item satisfies."""
-    if header is None or header.strip() == "*":
+    names no version of ours yields an empty set, which no item satisfies."""
+    tags = entity_tags(header, "If-Match")
+    if tags is None or tags.any:
         return None
-    versions = set()
-    for tag in header.split(","):
-        tag = tag.strip()
-        if len(tag) > 2 and tag[0] == tag[-1] == '"' and tag[1:-1].isdigit():
-            versions.add(int(tag[1:-1]))
-    return frozenset(versions)
+    return frozenset(int(t) for weak, t in tags.tags if not weak and t.isdigit())
 
 
-def none_match(header: str | None, etag: str) -> bool:
+def none_match(tags: EntityTags | None, etag: str) -> bool:
     """True when If-None-Match names this ETag (weak comparison) or is `*`."""
-    if header is None:
+    if tags is None:
         return False
-    if header.strip() == "*":
-        return True
-    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+    return tags.any or any(f'"{t}"' == etag for _, t in tags.tags)
 
 
 def prefers(headers: list[str], preference: str) -> bool:

@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from app.api.preconditions import InvalidIdempotencyKey
+from app.api import methods
+from app.api.preconditions import InvalidEntityTags, InvalidIdempotencyKey
 from app.commands.idempotency import KeyReused, RequestInFlight
 from app.commands.unit_of_work import WriteModelBusy
 from app.domain.errors import InvalidValue, ItemNotFound, VersionMismatch
@@ -194,6 +195,10 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
         )
         return problem(400, f"the body is not valid JSON: {reason}", slug="malformed-json")
     headers = dict(exc.headers) if exc.headers else None
+    allow = methods.allowed(request.scope) if exc.status_code == 405 else None
+    if allow is not None:
+        # Every method the path serves, not only those of the route that matched first.
+        headers = {"Allow": allow}
     return problem(exc.status_code, str(exc.detail), headers=headers)
 
 
@@ -213,6 +218,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(KeyReused, on_key_reused)
     app.add_exception_handler(InvalidToken, on_bad_request)
     app.add_exception_handler(InvalidIdempotencyKey, on_bad_request)
+    app.add_exception_handler(InvalidEntityTags, on_bad_request)
     app.add_exception_handler(ConsistencyTimeout, on_consistency_timeout)
     app.add_exception_handler(redis.exceptions.ConnectionError, on_redis_error)
     app.add_exception_handler(redis.exceptions.TimeoutError, on_redis_error)

@@ -165,29 +165,27 @@ class ItemPageOut(BaseModel):
     total: int = Field(ge=0)
 
 
-class ProblemOut(BaseModel):
+class FieldError(BaseModel):
+    """One invalid field or parameter of a 422 answer."""
+
+    loc: list[str] = Field(examples=[["body", "price"]])
+    field: str = Field(examples=["price"])
+    msg: str = Field(examples=["price must not be negative"])
+
+
+class Problem(BaseModel):
     """RFC 9457 problem details: the body of every 4xx/5xx answer, sent as
-    application/problem+json. A problem may carry more members (`checks` on /readyz)."""
+    application/problem+json. A problem may carry more members than these."""
+
+    model_config = ConfigDict(extra="allow")
 
     type: str = Field(examples=["urn:items:problem:validation-error"])
     title: str = Field(examples=["Unprocessable Entity"])
     status: int = Field(ge=400, le=599)
     detail: str = Field(examples=["1 invalid field: price: price must not be negative"])
-    errors: Annotated[
-        list[dict[str, Any]] | None,
-        WithJsonSchema(
-            {
-                "type": "array",
-                "description": "422 only: each invalid field or parameter (the first 20).",
-                "items": {
-                    "type": "object",
-                    "required": ["loc", "field", "msg"],
-                    "properties": {
-                        "loc": {"type": "array", "items": {"type": "string"}},
-                        "field": {"type": "string"},
-                        "msg": {"type": "string"},
-                    },
-                },
-            }
-        ),
-    ] = None
+    errors: list[FieldError] | None = Field(
+        default=None, description="422 only: each invalid field or parameter (the first 20)."
+    )
+    checks: dict[str, str] | None = Field(
+        default=None, description="/readyz only: each readiness check and what it found."
+    )

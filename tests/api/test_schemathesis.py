@@ -4,7 +4,10 @@
 from its /openapi.json, and every operation gets a bounded number of generated
 requests, valid ones and invalid ones. Every answer must be as documented: no 5xx, a
 documented status and content type, a body that matches its schema (problem+json for
-every error), valid requests accepted and invalid ones refused.
+every error), valid requests accepted and invalid ones refused. Then the stateful
+phase: sequences of calls that follow the document's links (create an item, then read,
+update, delete it, read it again), with every check, "deleted resource still available"
+among them (with WRITE_VISIBLE_WAIT_MS=0 it finds that one at once).
 
 A few items are created first, so that requests by id reach live items as well as
 unknown ones. Valid requests carry genuine opaque values where the schema cannot say
@@ -177,3 +180,32 @@ def test_every_answer_is_documented(
             raise
 
     answers_as_documented()
+
+
+STEPS = 8  # calls per stateful scenario
+SCENARIOS = 40
+
+
+def test_sequences_of_calls_that_follow_the_links(
+    api_schema: schemathesis.BaseSchema, live: LiveServer, seeds: Seeds
+) -> None:
+    plant(live, seeds)
+    machine = api_schema.as_state_machine()
+
+    class Scenario(machine):  # type: ignore[misc, valid-type]
+        def before_call(self, case: Case) -> None:
+            genuine(case, seeds)
+
+    try:
+        Scenario.run(
+            settings=settings(
+                max_examples=SCENARIOS,
+                stateful_step_count=STEPS,
+                deadline=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
+        )
+    except Exception as exc:
+        exc.add_note(f"--- server output ---\n{live.log_tail()}")
+        raise

@@ -8,7 +8,8 @@ import orjson
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from app.api.schemas import ProblemOut
+from app.api.openapi import responses
+from app.api.routes.options import add_options
 from app.api.state import ContainerDep
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -72,10 +73,10 @@ _PROJECTION_EXAMPLE: dict[str, Any] = {
                 }
             },
         },
-        503: {"model": ProblemOut, "content": {"application/problem+json": {}}},
+        **responses(503),
     },
 )
-async def projection(c: ContainerDep) -> Response:
+async def projection_status(c: ContainerDep) -> Response:
     """Where the projection stands, as `items status --json` prints it: head of the
     event log, per-partition generation and checkpoint, restores and rebuilds in
     progress, lag in events and seconds, the projector lock holder, dead letters, and
@@ -85,3 +86,6 @@ async def projection(c: ContainerDep) -> Response:
     found["view_cache"] = c.view_cache.stats()
     found["page_cache"] = c.page_cache.stats()
     return Response(orjson.dumps(found, default=str), media_type="application/json")
+
+
+add_options(router)

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
+from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
+from app.api.openapi import responses
 from app.api.problems import problem
+from app.api.routes.options import add_options
 from app.api.state import ReadinessDep
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+class Alive(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    checks: dict[str, str]
+
+
+@router.get("/healthz", response_model=Alive)
 async def healthz() -> dict[str, str]:
     """The process is up. Says nothing about PostgreSQL or Redis."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Ready, responses=responses(503))
 async def readyz(readiness: ReadinessDep) -> Response:
     """Ready to serve: PostgreSQL and Redis answer, the read model is live and, when
     this process runs the projector, it has caught up with what was written before the
@@ -33,3 +47,6 @@ async def readyz(readiness: ReadinessDep) -> Response:
             checks=checks,
         )
     return JSONResponse({"status": "ready", "checks": checks})
+
+
+add_options(router)

@@ -10,9 +10,18 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from app.api.openapi import READ_HEADERS, IdempotencyKey, IfMatch, responses
-from app.api.preconditions import idempotent_request, parse_if_match, prefers
+from app.api.openapi import (
+    READ_ANSWER,
+    READ_HEADERS,
+    WRITE_ANSWER,
+    WRITE_HEADERS,
+    IdempotencyKey,
+    IfMatch,
+    responses,
+)
+from app.api.preconditions import entity_tags, idempotent_request, parse_if_match, prefers
 from app.api.reads import JSON, ListParams, min_position, read_response
+from app.api.routes.options import add_options
 from app.api.schemas import ItemCreate, ItemOut, ItemPageOut, ItemPatch
 from app.api.state import scope_container
 from app.bootstrap import Container
@@ -104,7 +113,8 @@ def _position(tokens: TokenCodec, token: str | None) -> int | None:
     "",
     status_code=201,
     response_model=ItemOut,
-    responses=responses(400, 409, 413, 415, 422, 503),
+    responses=responses(400, 409, 413, 415, 422, 503, success=(201, ("Location", *WRITE_ANSWER))),
+    openapi_extra={"parameters": WRITE_HEADERS},
 )
 async def create_item(body: ItemCreate, request: Request, key: IdempotencyKey = None) -> Response:
     cmd = CreateItem(
@@ -123,33 +133,36 @@ async def create_item(body: ItemCreate, request: Request, key: IdempotencyKey = 
 @router.get(
     "/{item_id}",
     response_model=ItemOut,
-    responses=responses(304, 400, 404, 422, 503),
+    responses=responses(304, 400, 404, 422, 503, success=(200, READ_ANSWER)),
     openapi_extra={"parameters": READ_HEADERS},
 )
 async def get_item(item_id: UUID, request: Request) -> Response:
     c = scope_container(request.scope)
     headers = request.headers
+    tags = entity_tags(headers.get("if-none-match"), "If-None-Match")
     query = GetItem(item_id, min_position(c.tokens, headers.get("consistency-token")))
-    return read_response(await c.queries.get_item(query), headers.get("if-none-match"))
+    return read_response(await c.queries.get_item(query), tags)
 
 
 @router.get(
     "",
     response_model=ItemPageOut,
-    responses=responses(304, 400, 422, 503),
+    responses=responses(304, 400, 422, 503, success=(200, READ_ANSWER)),
     openapi_extra={"parameters": READ_HEADERS},
 )
 async def list_items(params: Annotated[ListParams, Query()], request: Request) -> Response:
     c = scope_container(request.scope)
     headers = request.headers
+    tags = entity_tags(headers.get("if-none-match"), "If-None-Match")
     query = params.query(min_position(c.tokens, headers.get("consistency-token")))
-    return read_response(await c.queries.list_items(query), headers.get("if-none-match"))
+    return read_response(await c.queries.list_items(query), tags)
 
 
 @router.patch(
     "/{item_id}",
     response_model=ItemOut,
-    responses=responses(400, 404, 409, 412, 413, 415, 422, 503),
+    responses=responses(400, 404, 409, 412, 413, 415, 422, 503, success=(200, WRITE_ANSWER)),
+    openapi_extra={"parameters": WRITE_HEADERS},
 )
 async def update_item(
     item_id: UUID,
@@ -165,7 +178,10 @@ async def update_item(
 
 
 @router.delete(
-    "/{item_id}", status_code=204, responses=responses(400, 404, 409, 412, 413, 422, 503)
+    "/{item_id}",
+    status_code=204,
+    responses=responses(400, 404, 409, 412, 413, 422, 503, success=(204, WRITE_ANSWER)),
+    openapi_extra={"parameters": WRITE_HEADERS},
 )
 async def delete_item(
     item_id: UUID,
@@ -175,3 +191,6 @@ async def delete_item(
 ) -> Response:
     cmd = DeleteItem(item_id=item_id, expected_versions=parse_if_match(if_match))
     return await _write(request, cmd, item_id, 204, key)
+
+
+add_options(router)
