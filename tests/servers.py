@@ -445,11 +445,15 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def serving(database_url: str, redis_url: str, **extra_env: str) -> Iterator[LiveServer]:
+def serving(
+    database_url: str, redis_url: str, prefix: str | None = None, **extra_env: str
+) -> Iterator[LiveServer]:
     """`items serve` until the block ends; fails with the server's output if it does
-    not become ready. Its Redis keys are deleted afterwards."""
+    not become ready. Its Redis keys are deleted afterwards (unless `prefix` was given:
+    the caller's keys, kept for a later server)."""
     port = free_port()
-    prefix = f"live{uuid.uuid4().hex[:10]}"
+    keep = prefix is not None
+    prefix = prefix or f"live{uuid.uuid4().hex[:10]}"
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -478,10 +482,16 @@ def serving(database_url: str, redis_url: str, **extra_env: str) -> Iterator[Liv
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
-            client = Redis.from_url(redis_url)
-            for key in client.scan_iter(match=f"{{{prefix}:*", count=1000):
-                client.unlink(key)
-            client.close()
+            if not keep:
+                drop_keys(redis_url, prefix)
+
+
+def drop_keys(redis_url: str, prefix: str) -> None:
+    """Every Redis key under a test's prefix."""
+    client = Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{{{prefix}:*", count=1000):
+        client.unlink(key)
+    client.close()
 
 
 def _wait_ready(process: subprocess.Popen[bytes], server: LiveServer, within: float = 30) -> None:
