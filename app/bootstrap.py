@@ -12,21 +12,19 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.commands.bus import CommandBus
-from app.infrastructure.postgres import migrations
+from app.infrastructure.postgres import migrations, pool
 from app.infrastructure.postgres.event_log import PgEventLog, PgLogConnector
-from app.infrastructure.postgres.pool import UNREACHABLE as postgres_unreachable
 from app.infrastructure.postgres.pool import Database, Row
 from app.infrastructure.postgres.repositories import purge_expired_keys
 from app.infrastructure.postgres.unit_of_work import PgUnitOfWork
+from app.infrastructure.redis import client as redis_client
 from app.infrastructure.redis.change_feed import RedisChangeFeed
-from app.infrastructure.redis.client import make_redis as redis_client
 from app.infrastructure.redis.keys import KeyLayout
 from app.infrastructure.redis.projection_store import RedisProjectionStore
 from app.infrastructure.redis.read_model import RedisReadModel
@@ -57,7 +55,7 @@ log = logging.getLogger("items")
 PAGE_SHARE = 8
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # What an operator command reports as "a store could not be reached" (exit 2).
-UNREACHABLE = (RedisError, *postgres_unreachable)
+UNREACHABLE = (RedisError, *pool.UNREACHABLE)
 
 
 @dataclass
@@ -87,7 +85,9 @@ class Container:
             targets=targets,
         )
         connector = PgLogConnector(s.database_dsn)
-        return Projector(connector, step, poll_interval=s.projector_poll_interval)
+        return Projector(
+            connector, step, poll_interval=s.projector_poll_interval, transient=not_ready
+        )
 
     def api_projector(self) -> ProjectorChild | Projector | None:
         """The API's own projector: in a child process (the default), on this loop, or
@@ -162,9 +162,14 @@ class Container:
         await self.database.close()
 
 
+def not_ready(exc: BaseException) -> str | None:
+    """A store not ready yet, as its adapter words it (None: a real failure)."""
+    return redis_client.not_ready(exc) or pool.not_ready(exc)
+
+
 def make_redis(settings: Settings) -> Redis:
     _, redis_url = settings.require_urls()
-    return redis_client(
+    return redis_client.make_redis(
         redis_url,
         max_connections=settings.redis_max_connections,
         timeout=settings.redis_timeout,
@@ -182,7 +187,7 @@ def build(settings: Settings) -> Container:
     page_cache = PageCache(view_cache, budget // PAGE_SHARE)
     feed = RedisChangeFeed(redis, layout.checkpoint_channel)
     watcher = CheckpointWatcher(feed, read_model, view_cache)
-    secret = settings.secret_key.get_secret_value()
+    secret = settings.signing_key
     return Container(
         settings=settings,
         database=database,
@@ -215,20 +220,44 @@ def configure_logging(level: str) -> None:
 
 
 def with_servers(settings: Settings) -> Settings:
-    """Start embedded servers for whatever URL is unset, then read the settings again
-    (the servers' URLs are in the environment from here on, for child processes too)."""
+    """Start (or join) the embedded servers for whatever store URL is unset, then read
+    the settings again: from here on the servers' URLs are in the environment, for child
+    processes too. With the embedded servers, and no SECRET_KEY, the key kept in
+    DATA_DIR signs cursors and tokens, so that they survive a restart."""
     if settings.database_url and settings.redis_url:
+        if settings.random_signing_key:
+            log.warning(
+                "SECRET_KEY is not set: this process signs cursors and consistency tokens "
+                "with a random key of its own, so they (and idempotent replays) will not "
+                "work after its restart, nor in another process. Set SECRET_KEY."
+            )
         return settings
-    from app.infrastructure.embedded import ensure_servers
-
-    ensure_servers(settings.data_dir)
+    try:
+        from app.infrastructure.embedded import EmbeddedServers
+    except ImportError as exc:  # the image installs no `embedded` extra
+        raise RuntimeError(
+            "DATABASE_URL and REDIS_URL must be set: the embedded servers are not installed "
+            "(the `embedded` extra)"
+        ) from exc
+    servers = EmbeddedServers(settings.data_dir)
+    env = servers.attach(postgres=not settings.database_url, redis=not settings.redis_url)
+    if settings.random_signing_key:
+        env["SECRET_KEY"] = servers.secret_key()
+    os.environ.update(env)
     log.info(
         "embedded servers, data in %s: DATABASE_URL=%s REDIS_URL=%s",
-        Path(settings.data_dir).resolve(),
+        servers.root,
         os.environ["DATABASE_URL"],
         os.environ["REDIS_URL"],
     )
     return Settings()
+
+
+def embedded_servers(settings: Settings) -> Any:
+    """The embedded servers of DATA_DIR, for `items servers` (status, stop)."""
+    from app.infrastructure.embedded import EmbeddedServers
+
+    return EmbeddedServers(settings.data_dir)
 
 
 def migrate(settings: Settings, revision: str = "head") -> None:

@@ -4,7 +4,7 @@ import hashlib
 import secrets
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -88,11 +88,14 @@ class Settings(BaseSettings):
     # starts anyway, and /readyz says what is missing.
     startup_ready_timeout: float = Field(default=30.0, ge=0)
 
-    # Signs list cursors so that a tampered one is rejected. Unset: a random key per
-    # process, which is fine for one process but breaks cursors across restarts.
-    # SecretStr: a repr or log of the settings shows stars, never the key.
-    secret_key: SecretStr = Field(
-        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)), min_length=16
+    # Signs list cursors and consistency tokens so that a tampered one is refused. Unset:
+    # with the embedded servers, a key made once and kept in DATA_DIR; else a random key
+    # per process, which breaks cursors, tokens and idempotent replays across restarts
+    # and processes (`items` says so at start). SecretStr: a repr or log of the settings
+    # shows stars, never the key.
+    secret_key: SecretStr | None = Field(default=None, min_length=16)
+    _random_key: SecretStr = PrivateAttr(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32))
     )
 
     # API_KEYS=k1,k2: writes and /api/v1/admin then need `Authorization: Bearer <key>`
@@ -116,6 +119,12 @@ class Settings(BaseSettings):
             hashlib.sha256(key.get_secret_value().encode()).digest() for key in self.api_keys
         )
 
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: Any) -> Any:
+        # SECRET_KEY= (as docker compose passes an unset ${SECRET_KEY:-}) means unset.
+        return None if value == "" else value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -125,6 +134,15 @@ class Settings(BaseSettings):
         if not self.database_url or not self.redis_url:
             raise RuntimeError("DATABASE_URL and REDIS_URL must be set (or use `items serve`)")
         return self.database_url, self.redis_url
+
+    @property
+    def signing_key(self) -> str:
+        """What cursors and tokens are signed with: SECRET_KEY, or this process's own."""
+        return (self.secret_key or self._random_key).get_secret_value()
+
+    @property
+    def random_signing_key(self) -> bool:
+        return self.secret_key is None
 
     @property
     def database_dsn(self) -> str:

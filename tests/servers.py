@@ -78,8 +78,9 @@ def _with_database(url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def own_database(admin_url: str) -> Iterator[str]:
-    """A new database on the test PostgreSQL, migrated to head; dropped afterwards."""
+def own_database(admin_url: str, *, migrated: bool = True) -> Iterator[str]:
+    """A new database on the test PostgreSQL, migrated to head (unless not `migrated`);
+    dropped afterwards."""
     admin = asyncpg_dsn(admin_url)
     name = f"items_test_{uuid.uuid4().hex[:10]}"
 
@@ -93,7 +94,8 @@ def own_database(admin_url: str) -> Iterator[str]:
     asyncio.run(run(f'CREATE DATABASE "{name}"'))
     try:
         url = _with_database(admin, name)
-        migrate(url)
+        if migrated:
+            migrate(url)
         yield url
     finally:
         asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -309,7 +311,7 @@ def items_env(settings: Settings, **overrides: str) -> dict[str, str]:
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         REDIS_PREFIX=settings.redis_prefix,
-        SECRET_KEY=settings.secret_key.get_secret_value(),
+        SECRET_KEY=settings.signing_key,
         PROJECTION_PARTITIONS=str(settings.projection_partitions),
         PROJECTOR_BATCH_SIZE=str(settings.projector_batch_size),
         PROJECTOR_POLL_INTERVAL="0.2",
@@ -385,12 +387,17 @@ class Spawner:
                 with contextlib.suppress(ProcessLookupError):
                     await process.kill()
 
-    async def start(self, name: str, args: list[str], env: dict[str, str]) -> ItemsProcess:
+    async def start(
+        self, name: str, args: list[str], env: dict[str, str], *, own_group: bool = False
+    ) -> ItemsProcess:
+        """`own_group`: in a process group (session) of its own, as a shell runs a
+        command, so a test can signal the whole group as a Ctrl-C would."""
         log_path = self.log_dir / f"{name}-{len(self.started)}.log"
         with log_path.open("wb") as out:
             process = await asyncio.create_subprocess_exec(
-                ITEMS, *args, env=env, cwd=self.log_dir, stdout=out, stderr=out
-            )
+                ITEMS, *args, env=env, cwd=self.log_dir, stdout=out, stderr=out,
+                start_new_session=own_group,
+            )  # fmt: skip
         started = ItemsProcess(name, process, log_path)
         self.started.append(started)
         return started

@@ -164,6 +164,9 @@ def test_dockerfile_installs_from_the_lock_with_uv() -> None:
     for i in syncs:
         assert "--frozen" in instructions[i][1]
         assert "--no-dev" in instructions[i][1]
+        # The embedded servers (an optional extra) are for machines with no stores.
+        assert "--extra" not in instructions[i][1]
+        assert "--all-extras" not in instructions[i][1]
 
     # Dependencies first (before the source is copied), then the project itself.
     copy_app = next(

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from app import bootstrap
@@ -93,7 +94,10 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
                                 PROJECTOR_STOP_WAIT)  # fmt: skip
             await container.close()
 
-    app = FastAPI(
+    # FastAPIOffline: /docs and /redoc serve their scripts and styles from the service
+    # itself (the fastapi-offline package ships them), not from a CDN: they work on a
+    # machine or network with no way out.
+    app = FastAPIOffline(
         title="Items (CQRS)",
         version="1.0.0",
         description=DESCRIPTION,

@@ -26,6 +26,7 @@ from app.queries.errors import (
     InvalidToken,
     ReadModelUnavailable,
 )
+from app.quiet import Quiet
 
 log = logging.getLogger("items.api")
 
@@ -160,8 +161,12 @@ async def on_consistency_timeout(request: Request, exc: Exception) -> Response:
     )
 
 
+_redis_down = Quiet(log, "reads refused")
+_postgres_down = Quiet(log, "writes refused")
+
+
 async def on_redis_error(request: Request, exc: Exception) -> Response:
-    log.warning("Redis unavailable: %s", exc)
+    _redis_down.say(f"Redis is unavailable ({exc})")
     return unavailable("the read model (Redis) is unreachable", "read-model-unreachable")
 
 
@@ -170,7 +175,7 @@ async def on_database_error(request: Request, exc: Exception) -> Response:
     # server going away, is worth a retry (503).
     if not unreachable(exc):
         return await on_unexpected(request, exc)
-    log.warning("PostgreSQL unavailable: %s", exc)
+    _postgres_down.say(f"PostgreSQL is unavailable ({exc})")
     return unavailable("the write model (PostgreSQL) is unreachable", "write-model-unreachable")
 
 

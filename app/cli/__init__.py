@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from app import bootstrap
-from app.cli import dead_letters, migrate, projector, rebuild, serve, status, verify
+from app.cli import dead_letters, migrate, projector, rebuild, serve, servers, status, verify
 from app.settings import Settings
 
-COMMANDS = (serve, projector, migrate, rebuild, verify, status, dead_letters)
+COMMANDS = (serve, projector, migrate, rebuild, verify, status, dead_letters, servers)
 
 
 def parser() -> argparse.ArgumentParser:

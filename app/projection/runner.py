@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from app.projection.ports import EventLog, LeaderSession, LogConnector, StoredEvent
 from app.projection.step import BatchStep
+from app.quiet import Quiet
 
 log = logging.getLogger("items.projector")
 
@@ -23,14 +25,31 @@ MAX_BACKOFF = 5.0
 FIRST_BACKOFF = 0.05
 RECONNECT_AFTER = 1.0
 
+# Names a failure that is a store not ready yet (unreachable, loading its data, not
+# migrated): the reason, in a few words; None for anything else (logged with its
+# traceback: a bug, or data the projector cannot read). The adapters know which is
+# which; bootstrap hands their verdict in.
+Transient = Callable[[BaseException], str | None]
+
+
+def _nothing_transient(exc: BaseException) -> str | None:
+    return None
+
 
 class Projector:
     def __init__(
-        self, connector: LogConnector, step: BatchStep, *, poll_interval: float = 1.0
+        self,
+        connector: LogConnector,
+        step: BatchStep,
+        *,
+        poll_interval: float = 1.0,
+        transient: Transient = _nothing_transient,
     ) -> None:
         self._connector = connector
         self.step = step
         self._poll_interval = poll_interval
+        self._transient = transient
+        self._waiting = Quiet(log, "projector waiting")
         self._wake = asyncio.Event()
         self._session: LeaderSession | None = None
         self._stopping = False
@@ -46,7 +65,7 @@ class Projector:
             try:
                 await self._lead()
             except Exception as exc:
-                log.error("projector lost PostgreSQL (%s); reconnecting", exc)
+                self._waiting.say(self._transient(exc) or f"lost PostgreSQL ({exc}); reconnecting")
                 await self._sleep(RECONNECT_AFTER)
             finally:
                 await self._disconnect()
@@ -77,12 +96,17 @@ class Projector:
             try:
                 pause = await self.step.step(session)
                 backoff = FIRST_BACKOFF
-            except Exception:
+                self._waiting.over()
+            except Exception as exc:
                 if session.is_closed():
                     raise
                 # Redis down, a corrupt event, a bug: nothing is skipped; the same batch
                 # is read again after the pause, from the checkpoint Redis holds.
-                log.exception("projection batch failed; retrying in %.2fs", backoff)
+                reason = self._transient(exc)
+                if reason is not None:
+                    self._waiting.say(reason)
+                else:
+                    log.exception("projection batch failed; retrying in %.2fs", backoff)
                 self.step.forget()
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)

@@ -48,6 +48,11 @@ class BatchStep:
         self.checkpoints: dict[int, int] = {}
         self._guard = GapGuard()
         self._failures: dict[int, int] = {}
+        # The live generation each partition had when last resolved: a partition that had
+        # one and now has none lost it (Redis restarted empty), which is worth a warning;
+        # one that never had one is a new read model.
+        self._seen_live: dict[int, str] = {}
+        self._announced: dict[int, str] = {}  # the generation each partition builds, said once
 
     def reset(self) -> None:
         """Start over from what the read model holds (a projector that just won its lock)."""
@@ -69,12 +74,30 @@ class BatchStep:
         """Where to write, and from which checkpoint, as the read model says now."""
         if self._fixed is None:
             for p in range(self._store.partitions):
-                self.targets[p], self.checkpoints[p] = await self._store.resolve(p)
+                target, self.checkpoints[p] = await self._store.resolve(p)
+                self._note(target)
+                self.targets[p] = target
             return
         # Fixed: reload our own targets, never the live ones.
         for p, target in self._fixed.items():
             self.targets[p] = target
             self.checkpoints[p] = await self._store.checkpoint(target)
+
+    def _note(self, target: Target) -> None:
+        p = target.partition
+        if not target.building:
+            if self._seen_live.get(p, target.generation) != target.generation:
+                log.info("partition %d: following generation %s (a rebuild switched it live)",
+                         p, target.generation)  # fmt: skip
+            self._seen_live[p] = target.generation
+        elif p in self._seen_live:
+            log.warning("partition %d: its read model is gone from Redis (restarted empty?); "
+                        "restoring it from the event log", p)  # fmt: skip
+            self._seen_live.pop(p)
+        elif self._announced.get(p) != target.generation:
+            log.info("partition %d: no live read model yet; building generation %s from the "
+                     "event log", p, target.generation)  # fmt: skip
+            self._announced[p] = target.generation
 
     async def step(self, log_: EventLog) -> float | None:
         """Project one batch. Returns how long to wait before the next one: 0 when there
@@ -93,7 +116,9 @@ class BatchStep:
             try:
                 await self.apply(batch, log_)
             except Fenced as exc:
-                log.warning("projection target moved (%s); reloading from Redis", exc)
+                # A rebuild switched generations, or Redis lost its data: resolving again
+                # says which (_note).
+                log.info("projection target moved (%s); reloading it from Redis", exc)
                 self.targets.clear()
                 return 0
         if len(batch) < len(read):
@@ -108,8 +133,7 @@ class BatchStep:
         if batch:
             return None
         if not await self._store.still_current(list(self.targets.values())):
-            log.warning("the read model in Redis is gone or moved; restoring from the log")
-            self.targets.clear()
+            self.targets.clear()  # resolving again says what happened (_note)
             return 0
         return None
 
@@ -193,6 +217,7 @@ class BatchStep:
             if target.building:
                 old = await self._store.activate(target)
                 self.targets[p] = Target(p, target.generation, building=False)
+                self._seen_live[p] = target.generation
                 log.info("partition %d: restored generation %s is live", p, target.generation)
                 if old:
                     await self._store.drop_generation(p, old)

@@ -346,4 +346,5 @@ async def test_another_origin_is_not_allowed(cors: httpx.AsyncClient) -> None:
 def test_the_signing_key_never_shows_in_a_repr_of_the_settings() -> None:
     settings = Settings(secret_key="a-signing-key-of-some-length", _env_file=None)
     assert "a-signing-key-of-some-length" not in repr(settings)
-    assert settings.secret_key.get_secret_value() == "a-signing-key-of-some-length"
+    assert settings.signing_key == "a-signing-key-of-some-length"
+    assert not settings.random_signing_key

@@ -223,7 +223,7 @@ async def test_unreached_position_is_503_not_stale(
 ) -> None:
     item = await create(client)
     await eventually(lambda: client.get(f"{ITEMS}/{item['id']}"), lambda r: r.status_code == 200)
-    future = TokenCodec(settings.secret_key.get_secret_value()).issue(10_000)
+    future = TokenCodec(settings.signing_key).issue(10_000)
     quick = settings.model_copy(update={"consistency_wait_ms": 300, "projector_in_process": False})
     async with client_of(quick) as c:
         response = await c.get(f"{ITEMS}/{item['id']}", headers={"Consistency-Token": future})

@@ -308,15 +308,11 @@ async def test_forged_and_tampered_cursors_are_400(
         "empty": "",
         "dots": "...",
         "not base64": "!!!.???",
-        "signed, not JSON": signed(settings.secret_key.get_secret_value(), b"not json"),
-        "signed, a list": signed(settings.secret_key.get_secret_value(), b"[1]"),
-        "signed, a string": signed(settings.secret_key.get_secret_value(), b'"x"'),
-        "signed, no member": signed(
-            settings.secret_key.get_secret_value(), b'{"s":"-created_at","t":null}'
-        ),
-        "signed, a number": signed(
-            settings.secret_key.get_secret_value(), b'{"s":"-created_at","t":null,"a":5}'
-        ),
+        "signed, not JSON": signed(settings.signing_key, b"not json"),
+        "signed, a list": signed(settings.signing_key, b"[1]"),
+        "signed, a string": signed(settings.signing_key, b'"x"'),
+        "signed, no member": signed(settings.signing_key, b'{"s":"-created_at","t":null}'),
+        "signed, a number": signed(settings.signing_key, b'{"s":"-created_at","t":null,"a":5}'),
     }
     async with unchanged(db):
         for name, value in bad.items():

@@ -187,7 +187,7 @@ async def _watcher_resubscribed(
     finally:
         await client.aclose()
 
-    tokens = TokenCodec(settings.secret_key.get_secret_value())
+    tokens = TokenCodec(settings.signing_key)
     some = (await c.get("/api/v1/items?limit=1")).json()["items"][0]
     for attempt in range(2):
         # A read waiting for the next position; the write that fills it comes after.
@@ -378,7 +378,7 @@ async def _items(settings: Settings, *args: str) -> subprocess.CompletedProcess[
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "REDIS_PREFIX": settings.redis_prefix,
-        "SECRET_KEY": settings.secret_key.get_secret_value(),
+        "SECRET_KEY": settings.signing_key,
     }
     return await asyncio.to_thread(
         subprocess.run,

@@ -27,7 +27,7 @@ def _env(settings: Settings) -> dict[str, str]:
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "REDIS_PREFIX": settings.redis_prefix,
-        "SECRET_KEY": settings.secret_key.get_secret_value(),
+        "SECRET_KEY": settings.signing_key,
     }
 
 

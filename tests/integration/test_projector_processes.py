@@ -99,7 +99,7 @@ async def test_console_script_serves_and_projects_in_separate_processes(
         "DATABASE_URL": settings.database_url.replace("+asyncpg", ""),  # plain URL accepted
         "REDIS_URL": settings.redis_url,
         "REDIS_PREFIX": settings.redis_prefix,
-        "SECRET_KEY": settings.secret_key.get_secret_value(),
+        "SECRET_KEY": settings.signing_key,
         "PORT": str(port),
         "PROJECTOR_IN_PROCESS": "false",
         "PROJECTOR_POLL_INTERVAL": "0.2",

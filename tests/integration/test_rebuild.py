@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from datetime import UTC, datetime
 from typing import Any
@@ -49,8 +50,12 @@ async def _seed_rows(db: asyncpg.Connection, n: int) -> None:
 
 @pytest.mark.slow
 async def test_rebuild_while_clients_read_and_write(
-    app: Running, client: httpx.AsyncClient, db: asyncpg.Connection
+    app: Running,
+    client: httpx.AsyncClient,
+    db: asyncpg.Connection,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="items.projector")
     await _seed_rows(db, 3000)
     page = await eventually(
         lambda: client.get(ITEMS, params={"tag": "seeded", "limit": 100}),
@@ -90,6 +95,10 @@ async def test_rebuild_while_clients_read_and_write(
     await asyncio.gather(*tasks)
 
     assert bad == []
+    # The live projector follows the switch: an INFO saying so, no false alarm.
+    projector = [r for r in caplog.records if r.name == "items.projector"]
+    assert [r.getMessage() for r in projector if r.levelno >= logging.WARNING] == []
+    assert any("a rebuild switched it live" in r.getMessage() for r in projector)
     assert report.items >= 3000
     assert report.switched == [0]
     assert any("items/s" in line for line in lines)

@@ -33,6 +33,19 @@ Row = asyncpg.Record
 # Errors that mean "PostgreSQL could not be reached", for operator commands to name.
 UNREACHABLE = (OSError, asyncpg.PostgresConnectionError)
 
+
+def not_ready(exc: BaseException) -> str | None:
+    """What a failure says about PostgreSQL when it is only not ready yet (unreachable,
+    starting, not migrated), in a few words; None for anything else."""
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        return "the database has no tables yet (run `items migrate`)"
+    if isinstance(exc, asyncpg.CannotConnectNowError):
+        return "PostgreSQL is starting up"
+    if isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
+        return f"PostgreSQL is unreachable ({type(exc).__name__}: {exc})"
+    return None
+
+
 # Statement caching is asyncpg's default; named here because the write path relies on it.
 STATEMENT_CACHE_SIZE = 100
 CLOSE_WAIT = 5.0  # seconds a graceful pool close may take before connections are cut

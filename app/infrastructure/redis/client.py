@@ -5,7 +5,9 @@ from __future__ import annotations
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 def make_redis(url: str, *, max_connections: int, timeout: float, client_name: str) -> Redis:
@@ -26,3 +28,13 @@ def make_redis(url: str, *, max_connections: int, timeout: float, client_name: s
         client_name=client_name,
     )
     return Redis(connection_pool=pool)
+
+
+def not_ready(exc: BaseException) -> str | None:
+    """What a failure says about Redis when it is only not ready yet (unreachable, or
+    loading its data set after a restart), in a few words; None for anything else."""
+    if isinstance(exc, BusyLoadingError):
+        return "Redis is loading its data set into memory"
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return f"Redis is unreachable ({exc})"
+    return None

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from app.queries.cache.views import ViewCache
 from app.queries.notices import ChangeNotice
 from app.queries.read_model import ReadModel
+from app.quiet import Quiet
 
 log = logging.getLogger("items.read")
 
@@ -50,6 +51,7 @@ class CheckpointWatcher:
         self._read_model = read_model
         self._cache = cache
         self._changed = asyncio.Event()
+        self._down = Quiet(log, "change notices not followed")
 
     async def run(self) -> None:
         await self._feed.follow(self)
@@ -82,13 +84,14 @@ class CheckpointWatcher:
             self._cache.disable()
             read_at = self._cache.now()
             self._cache.enable(await self._read_model.positions(), read_at)
+            self._down.over()
         self._notify()
 
     def lost(self, error: Exception | None) -> None:
         # The subscription is lost: notices may be too, so the cache goes.
         self._cache.disable()
         if error is not None:
-            log.warning("checkpoint watcher: %s", error)
+            self._down.say(f"the subscription failed ({error}); subscribing again")
             self._notify()  # waiters re-read (and find out Redis is down)
 
     # -- readers waiting for a position -------------------------------------------------
