@@ -2,7 +2,7 @@
 
 import hashlib
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -41,6 +41,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # API processes `items serve` runs on its port (uvicorn's supervisor); the projector
+    # runs once, in a child of the supervising process, not in each.
+    workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
 
     # The write side's asyncpg pool holds up to twice this many connections (the size
@@ -58,18 +61,30 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=10.0, gt=0)
     redis_max_connections: int = Field(default=64, ge=1)
     redis_timeout: float = Field(default=1.0, gt=0)
+    # REDIS_URL names a Redis Cluster node (true), a single Redis (false), or either:
+    # `auto` asks the server (INFO cluster) when the client is made.
+    redis_cluster: Literal["auto", "true", "false"] = "auto"
 
     # Every Redis key starts with this, so several deployments (or test runs) can
     # share one Redis without seeing each other's keys.
     redis_prefix: str = Field(default="items", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     # Items are spread over this many projection partitions (each with its own Redis
-    # hash tag, checkpoint and indexes). Changing it needs a rebuild of the read model.
+    # hash tag, checkpoint, indexes and owner). Read only when a read model is first
+    # made: `items rebuild --partitions N` changes the count of a live one, and the
+    # count it chose is kept in PostgreSQL and followed by every process from then on.
     projection_partitions: int = Field(default=1, ge=1, le=64)
+    # A projector owns its partitions by leases it renews every second; one not renewed
+    # for this long lapses, and another projector takes the partitions over.
+    projector_lease_seconds: float = Field(default=5.0, ge=2.0, le=300.0)
     # The API runs a projector with it (false: run `items projector` on its own) ...
     projector_in_process: bool = True
     # ... in a child process of its own, so request load on the API's event loop does not
     # delay projection (app/projection/child.py); false: on that loop.
     projector_in_child: bool = True
+    # Set by `items serve --workers N` for its workers, not by hand: the projector runs
+    # in a child of the supervising process, so a worker starts none but waits, as the
+    # API does, for it to catch up before it accepts connections.
+    projector_supervised: bool = False
     projector_batch_size: int = Field(default=500, ge=1, le=10_000)
     projector_poll_interval: float = Field(default=1.0, gt=0)
 

@@ -19,6 +19,7 @@ from app.domain.events import Event
 from app.domain.model import Item
 from app.projection.gap_guard import Snapshot
 from app.projection.ports import StoredEvent
+from app.projection.step import BatchStep
 from tests.unit.builders import at
 
 # -- the write model -------------------------------------------------------------------------
@@ -177,3 +178,10 @@ class MemoryLog:
         if self.refuse:
             raise AssertionError(f"dead letters: {dead}")
         self.recorded += dead
+
+
+def owning_all(step: BatchStep, partitions: int) -> BatchStep:
+    """A batch step that owns every partition, as a lone projector would, without the
+    leases in PostgreSQL behind ownership (epoch 0: no fence is raised or checked)."""
+    step.own(dict.fromkeys(range(partitions), 0), None)
+    return step

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.state import State
 from app.bootstrap import Container
+from app.infrastructure.postgres import leases
 from app.settings import Settings
 
 T = TypeVar("T")
@@ -204,3 +206,15 @@ def bearer(key: str) -> dict[str, str]:
 def with_keys(settings: Settings, **update: Any) -> Settings:
     keys = (SecretStr(KEY), SecretStr(OTHER_KEY))
     return settings.model_copy(update={"api_keys": keys, **update})
+
+
+async def owners(db: asyncpg.Connection, prefix: str, layout: str = "") -> dict[int, int]:
+    """Partition -> pid of the projector holding its lease now (lapsed leases left out)."""
+    rows = await leases.owners(db, prefix, layout)
+    return {int(r["partition"]): int(r["owner_pid"]) for r in rows if r["held"]}
+
+
+async def epochs(db: asyncpg.Connection, prefix: str, layout: str = "") -> dict[int, int]:
+    """Partition -> epoch of its latest acquisition."""
+    rows = await leases.owners(db, prefix, layout)
+    return {int(r["partition"]): int(r["epoch"]) for r in rows}

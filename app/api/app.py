@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         auth.announce(settings)
         container = bootstrap.build(settings)
-        projection = container.api_projector()
+        projection = bootstrap.api_projector(container)
         task = asyncio.create_task(projection.run(), name="projector") if projection else None
         watcher = asyncio.create_task(container.watcher.run(), name="checkpoint-watcher")
         stopping = asyncio.Event()

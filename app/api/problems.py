@@ -227,6 +227,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConsistencyTimeout, on_consistency_timeout)
     app.add_exception_handler(redis.exceptions.ConnectionError, on_redis_error)
     app.add_exception_handler(redis.exceptions.TimeoutError, on_redis_error)
+    # A Redis Cluster with a node down answers CLUSTERDOWN, or has no node for a slot.
+    app.add_exception_handler(redis.exceptions.ClusterError, on_redis_error)
+    app.add_exception_handler(redis.exceptions.RedisClusterException, on_redis_error)
     app.add_exception_handler(WriteModelBusy, on_write_model_busy)
     app.add_exception_handler(asyncpg.PostgresError, on_database_error)
     app.add_exception_handler(asyncpg.InterfaceError, on_database_error)

@@ -77,11 +77,11 @@ class Readiness:
     async def _projector(self) -> str:
         if self._projecting:
             return "ok"
-        head, held = await self._c.projector_status()
+        head, unowned = await self._c.projector_status()
         if self._head is None:
             self._head = head
-        if not held:
-            return "starting: no projector holds the lock yet"
+        if unowned:
+            return f"starting: {unowned} partition(s) have no projector yet"
         positions = await self._c.read_model.positions()
         low = min(cp if generation is not None else -1 for _, generation, cp in positions)
         if low < self._head:

@@ -1,4 +1,5 @@
-"""`items rebuild [--batch-size N] [--dry-run]`: a new read model with no downtime."""
+"""`items rebuild [--batch-size N] [--dry-run] [--partitions N]`: a new read model with no
+downtime, with as many partitions as before or another count."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ def register(sub: Subparsers) -> None:
     )
     rebuild.add_argument("--batch-size", type=int, default=2000, help="items per batch")
     rebuild.add_argument("--dry-run", action="store_true", help="count what would be done")
+    rebuild.add_argument(
+        "--partitions",
+        type=int,
+        choices=range(1, 65),
+        metavar="N",
+        help="build it with N partitions (1-64) and switch readers to them; the count "
+        "is kept from then on (default: as many as the live read model has)",
+    )
     rebuild.set_defaults(func=run)
 
 
@@ -63,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     async def work(container: Container) -> int:
         try:
             report = await container.rebuild(
-                batch_size=args.batch_size, dry_run=args.dry_run, progress=Shown(say)
+                batch_size=args.batch_size,
+                dry_run=args.dry_run,
+                partitions=args.partitions,
+                progress=Shown(say),
             )
         except RebuildRefused as exc:
             complain("items rebuild", str(exc))
@@ -78,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
             f"rebuilt {report.items} items ({report.tombstones} deleted) in "
             f"{report.seconds:.1f}s: {report.rate:,.0f} items/s; caught up from "
             f"position {report.caught_up_from}; generation {report.generation} is live"
+            + (
+                f" in a new layout of {report.partitions} partitions ({report.layout})"
+                if report.repartitioned
+                else ""
+            )
         )
         return OK
 

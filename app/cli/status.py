@@ -13,9 +13,9 @@ from app.cli.common import OK, Subparsers, operate, say
 def register(sub: Subparsers) -> None:
     stat = sub.add_parser(
         "status",
-        help="projection position, lag, generation, lock holder, dead letters",
-        description="Head event position, projection checkpoint, lag in events and seconds, "
-        "the live generation, the projector lock holder and since when, dead-letter count.",
+        help="projection position, lag, partitions and their owners, dead letters",
+        description="Head event position; per partition its owner (projector pid and host), "
+        "epoch, generation, checkpoint and lag; totals; the dead-letter count.",
     )
     stat.add_argument("--json", action="store_true", help="machine-readable output")
     stat.set_defaults(func=run)
@@ -23,34 +23,30 @@ def register(sub: Subparsers) -> None:
 
 def render_status(d: dict[str, Any]) -> str:
     """The status for humans, one fact per line."""
+    layout = d["layout"]
+    name = f"layout {layout['name']!r}, " if layout["name"] else ""
     lines = [
         f"head position:   {d['head_position']}",
-        f"read model:      {d['read_model']}",
-        f"checkpoint:      {d['checkpoint']}",
+        f"read model:      {d['read_model']} ({name}{layout['partitions']} partition(s))",
+        f"checkpoint:      {d['checkpoint']} (the lowest of the partitions')",
         f"lag:             {d['lag_events']} event(s), {d['lag_seconds']:.3f}s",
+        f"owners:          {d['owned_partitions']} of {layout['partitions']} partition(s) "
+        f"owned, by {d['projectors']} projector(s)",
     ]
     for p in d["partitions"]:
         live = (
-            f"generation {p['generation']} at {p['checkpoint']}"
+            f"generation {p['generation']} at {p['checkpoint']}, lag {p['lag_events']}"
             if p["generation"] is not None
             else "no live generation (missing or being restored)"
         )
-        line = f"partition {p['partition']}:     {live}"
+        owner = p["owner"]
+        who = "no owner" if owner is None else f"pid {owner['pid']} on {owner['host']}"
+        line = f"partition {p['partition']}:     {live}; {who}, epoch {p['epoch']}"
         if p["restoring"]:
             line += f"; restoring {p['restore_generation']} at {p['restore_checkpoint']}"
         if p["rebuilding"]:
             line += f"; rebuilding {p['rebuild_generation']} at {p['rebuild_checkpoint']}"
         lines.append(line)
-    holder = d["projector"]
-    if holder is None:
-        lines.append("projector lock:  not held (no projector running)")
-    else:
-        who = f"pid {holder['pid']}"
-        if holder.get("application_name"):
-            who += f" ({holder['application_name']})"
-        if holder.get("client_addr"):
-            who += f" from {holder['client_addr']}"
-        lines.append(f"projector lock:  {who}, connected since {holder['since']}")
     lines.append(f"dead letters:    {d['dead_letters']}")
     return "\n".join(lines)
 

@@ -10,6 +10,9 @@
    reached the live one's; the live projector notices and follows.
 5. Drop the old generation.
 
+With `--partitions N` (a count other than the live one) the new generation is built in
+a new layout of N partitions instead, and readers switch layouts (repartition.py).
+
 Reads and writes go on throughout. Interrupted, the live generation is untouched; the
 next run removes the half-built one and starts clean. A session advisory lock makes a
 second concurrent rebuild refuse.
@@ -26,20 +29,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.infrastructure.postgres import items_reader
+from app.infrastructure.postgres import items_reader, leases
 from app.infrastructure.postgres.event_log import PgEventLog
 from app.infrastructure.postgres.pool import Connection, own_connection
+from app.infrastructure.redis.keys import KeyLayout
 from app.infrastructure.redis.projection_store import RedisProjectionStore
 from app.infrastructure.redis.rebuild_store import RedisRebuildStore
+from app.operations import repartition
 from app.operations.progress import OnProgress, Progress, ignore
+from app.operations.repartition import RebuildRefused
 from app.projection.ports import Fenced, Target
 from app.projection.runner import Projector
 
 SWITCH_TRIES = 50  # catch-up rounds per partition before giving up on the live projector
 
 
-class RebuildRefused(Exception):
-    pass
+__all__ = ["RebuildRefused", "RebuildReport", "RebuildStores", "rebuild"]
 
 
 @dataclass
@@ -52,6 +57,9 @@ class RebuildReport:
     dry_run: bool = False
     pending_events: int = 0  # a dry run: events after the live checkpoint, to catch up
     switched: list[int] = field(default_factory=list)
+    partitions: int = 0
+    layout: str = ""  # the layout now live (another one than before: a repartitioning)
+    repartitioned: bool = False
 
     @property
     def rate(self) -> float:
@@ -61,10 +69,12 @@ class RebuildReport:
 @dataclass(frozen=True)
 class RebuildStores:
     dsn: str
-    projection: RedisProjectionStore
-    seeding: RedisRebuildStore
-    # The projector runner, aimed at fixed targets and sized for the rebuild's batches.
-    projector: Callable[[dict[int, Target], int], Projector]
+    prefix: str
+    default_partitions: int  # PROJECTION_PARTITIONS: the count of a first read model
+    # The projection and seeding stores of one layout.
+    stores: Callable[[KeyLayout], tuple[RedisProjectionStore, RedisRebuildStore]]
+    # The projector runner, aimed at fixed targets of a store, sized for the batches.
+    projector: Callable[[dict[int, Target], int, RedisProjectionStore], Projector]
 
 
 async def rebuild(
@@ -72,14 +82,38 @@ async def rebuild(
     *,
     batch_size: int = 2000,
     dry_run: bool = False,
+    partitions: int | None = None,
     progress: OnProgress = ignore,
 ) -> RebuildReport:
+    """`partitions`: build the read model with this many (None: as many as now)."""
     report = RebuildReport(dry_run=dry_run)
     async with own_connection(stores.dsn) as conn:
         if not await items_reader.lock_rebuild(conn):
             raise RebuildRefused("another `items rebuild` is running; wait for it to finish")
-        await _run(stores, conn, report, batch_size, progress)
+        live, target = await _layouts(stores, conn, partitions, dry_run)
+        report.partitions, report.layout = target.partitions, target.name
+        await _run(stores, conn, report, batch_size, progress, live, target)
     return report
+
+
+async def _layouts(
+    stores: RebuildStores, conn: Connection, partitions: int | None, dry_run: bool
+) -> tuple[KeyLayout, KeyLayout]:
+    """The layout readers follow (made now when there is none yet) and the one to build:
+    the same, or a new one when the partition count changes."""
+    probe, _ = stores.stores(KeyLayout(stores.prefix, stores.default_partitions))
+    followed = await probe.followed_layout()
+    if followed is None:
+        count = partitions or await leases.partition_count(
+            conn, stores.prefix, stores.default_partitions
+        )
+        if dry_run:
+            return (KeyLayout(stores.prefix, count),) * 2
+        followed = await probe.create_layout(count)
+    live = KeyLayout(stores.prefix, followed[1], followed[0])
+    if partitions is None or partitions == live.partitions:
+        return live, live
+    return live, KeyLayout(stores.prefix, partitions, f"r{time.time_ns() // 1000}")
 
 
 async def _run(
@@ -88,15 +122,18 @@ async def _run(
     report: RebuildReport,
     batch_size: int,
     progress: OnProgress,
+    live: KeyLayout,
+    layout: KeyLayout,
 ) -> None:
-    store, seeding = stores.projection, stores.seeding
-    partitions = range(store.partitions)
+    live_store, _ = stores.stores(live)
+    store, seeding = stores.stores(layout)
+    partitions = range(layout.partitions)
     if not report.dry_run:
         await seeding.clear_stale()  # a run that was interrupted left these: start clean
     live_cps = []
-    for p in partitions:
-        live = await store.live(p)
-        live_cps.append(await store.checkpoint(live) if live else 0)
+    for p in range(live.partitions):
+        current = await live_store.live(p)
+        live_cps.append(await live_store.checkpoint(current) if current else 0)
     start = min(live_cps)
     report.caught_up_from = start
     generation = report.generation = f"g{time.time_ns() // 1000}"
@@ -114,8 +151,16 @@ async def _run(
         report.tombstones = len(tombstones)
         await _seed(seeding, conn, generation, report, total, batch_size, progress)
     await seeding.set_checkpoint(generation, start)
-    catch_up = stores.projector(targets, batch_size)
+    catch_up = stores.projector(targets, batch_size, store)
     log = PgEventLog(conn)
+    if layout != live:
+        await repartition.switch(conn, log, catch_up, live_store, store, generation)
+        report.repartitioned = True
+        report.switched = list(partitions)
+        report.seconds = time.monotonic() - began
+        progress(Progress("rebuild.live", report.items, seconds=report.seconds, item=generation))
+        await repartition.retire(conn, live_store)
+        return
     for p in partitions:
         for _ in range(SWITCH_TRIES):
             await catch_up.catch_up(log)

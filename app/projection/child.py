@@ -27,6 +27,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -117,6 +118,37 @@ class ProjectorChild:
             log.warning("projector child did not stop within %.0fs; killed", STOP_TIMEOUT)
             process.kill()
             await loop.run_in_executor(None, process.join, 5)
+
+
+class ChildInThread:
+    """A ProjectorChild supervised from a thread with its own event loop: for a process
+    that runs no event loop of its own to host it (uvicorn's multi-worker supervisor).
+    The thread lives as long as the child may: PR_SET_PDEATHSIG fires when the thread
+    that started the child ends."""
+
+    def __init__(self, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+        self._child = ProjectorChild(target, args)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="projector-child", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait(10)
+
+    def stop(self) -> None:
+        """Ask the child to finish its batch and give its partitions up; wait for it."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._child.stop)
+        self._thread.join(STOP_TIMEOUT + 10)
+
+    def _run(self) -> None:
+        async def supervise() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._started.set()
+            await self._child.run()
+
+        asyncio.run(supervise())
 
 
 async def watch_parent(parent: int, stop: Callable[[], None]) -> None:

@@ -57,9 +57,7 @@ class EventLog(Protocol):
 
 
 class LeaderSession(EventLog, Protocol):
-    """The projector's own connection: it holds the one-active-projector lock."""
-
-    async def try_lock(self) -> bool: ...
+    """The projector's own connection to the log, on which it is woken."""
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call `wake` on every new event (NOTIFY) and when the connection ends."""
@@ -71,6 +69,31 @@ class LeaderSession(EventLog, Protocol):
 
 class LogConnector(Protocol):
     async def connect(self) -> LeaderSession: ...
+
+
+# -- partition ownership ------------------------------------------------------------------
+
+
+class Leases(Protocol):
+    """This process's leases on partitions, kept in the database on a connection of its
+    own (app/infrastructure/postgres/leases.py)."""
+
+    async def partitions(self, default: int) -> int:
+        """The partition count the database keeps (`default` becomes it when none is)."""
+
+    async def tick(self, layout: str, partitions: int) -> dict[int, int]:
+        """Heartbeat, renew this process's leases, give up what exceeds its fair share
+        and acquire free or lapsed partitions up to it: partition -> epoch of each one
+        owned now. A lease lasts from before the call for the lease time."""
+
+    async def release(self) -> None:
+        """Give every partition up at once (a clean stop: others take over now)."""
+
+    async def close(self) -> None: ...
+
+
+class LeaseConnector(Protocol):
+    async def connect(self) -> Leases: ...
 
 
 # -- the read model ---------------------------------------------------------------------------
@@ -93,13 +116,34 @@ class Target:
     generation: str
     building: bool  # True while the generation is being restored, not yet live
     rebuild: bool = False  # True for a generation `items rebuild` fills beside the live one
+    # The owner epoch the writes go under (Redis refuses it once a later owner claimed
+    # the partition); 0 for writers that own nothing: a rebuild, a dead-letter retry.
+    epoch: int = 0
 
 
 class ProjectionStore(Protocol):
     @property
     def partitions(self) -> int: ...
 
+    @property
+    def layout_name(self) -> str: ...
+
     def partition_of(self, item_id: UUID | str) -> int: ...
+
+    async def followed_layout(self) -> tuple[str, int] | None:
+        """(name, partition count) of the layout readers follow; None when there is none
+        (a new read model, or a Redis that lost its data)."""
+
+    async def create_layout(self, partitions: int) -> tuple[str, int]:
+        """Make the first layout (named ''), unless another process just did: the one
+        that is followed now."""
+
+    def follow(self, name: str, partitions: int) -> None:
+        """Write to this layout from now on."""
+
+    async def claim(self, partition: int, epoch: int) -> bool:
+        """Raise the partition's fence to `epoch` (an owner just acquired it); False
+        when a later owner raised it already."""
 
     async def resolve(self, partition: int) -> tuple[Target, int]:
         """The generation to write to and its checkpoint; starts a restore when the

@@ -1,12 +1,14 @@
-"""The projector: runs the batch step (step.py) for as long as it holds the lock.
+"""The projector: runs the batch step (step.py) on the partitions it owns.
 
-Only one projector is active per database (a PostgreSQL advisory lock, held on its own
-connection for as long as it runs); others wait and take over when that connection
-drops. It wakes on NOTIFY from the events table and polls as a fallback. A batch that
-fails is retried with back-off and logged; it is never skipped. The same runner, built
-in one place (app/bootstrap.py), serves `items serve` (in a child process, child.py, or
-on the API's loop), `items projector`, a rebuild's catch-up (`catch_up`, no lock) and
-the dead-letter retry (`reapply`).
+Any number of projectors may run, in any processes on any hosts: they divide the
+partitions between them through leases in PostgreSQL (ownership.py), one owner per
+partition at a time, fenced in Redis by its epoch. A projector that owns nothing waits,
+and takes partitions over when an owner stops or dies. It wakes on NOTIFY from the
+events table and polls as a fallback. A batch that fails is retried with back-off and
+logged; it is never skipped. The same runner, built in one place (app/bootstrap.py),
+serves `items serve` (in a child process, child.py, or on the API's loop), `items
+projector`, a rebuild's catch-up (`catch_up`, no ownership) and the dead-letter retry
+(`reapply`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from app.projection.ownership import Ownership
 from app.projection.ports import EventLog, LeaderSession, LogConnector, StoredEvent
+from app.projection.reapply import reapply
 from app.projection.step import BatchStep
 from app.quiet import Quiet
 
@@ -44,48 +48,61 @@ class Projector:
         *,
         poll_interval: float = 1.0,
         transient: Transient = _nothing_transient,
+        ownership: Ownership | None = None,
     ) -> None:
         self._connector = connector
         self.step = step
         self._poll_interval = poll_interval
         self._transient = transient
+        self.ownership = ownership
         self._waiting = Quiet(log, "projector waiting")
         self._wake = asyncio.Event()
+        if ownership is not None:
+            ownership.on_change = self._wake.set
+            ownership.waiting = self._waiting
         self._session: LeaderSession | None = None
         self._stopping = False
-        self.is_leader = False
+
+    @property
+    def owns(self) -> dict[int, int]:
+        """The partitions (-> epoch) this projector may write to now."""
+        return {} if self.ownership is None else self.ownership.owned()
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until stop(): win the lock, project, and start over if the connection
-        that holds the lock is lost."""
+        """Run until stop(): keep the leases, project what they give, and start over if
+        the connection the log is read on is lost."""
+        if self.ownership is None:
+            raise ValueError("a projector without ownership only catches up (catch_up)")
         self._stopping = False
-        while not self._stopping:
-            try:
-                await self._lead()
-            except Exception as exc:
-                self._waiting.say(self._transient(exc) or f"lost PostgreSQL ({exc}); reconnecting")
-                await self._sleep(RECONNECT_AFTER)
-            finally:
-                await self._disconnect()
+        ownership = self.ownership
+        keeper = asyncio.create_task(ownership.run(), name="partition-leases")
+        try:
+            while not self._stopping:
+                try:
+                    await self._project(self.ownership)
+                except Exception as exc:
+                    reason = self._transient(exc) or f"lost PostgreSQL ({exc}); reconnecting"
+                    self._waiting.say(reason)
+                    await self._sleep(RECONNECT_AFTER)
+                finally:
+                    await self._disconnect()
+        finally:
+            # Given up only now, after the batch in hand: another takes over at once.
+            self.ownership.stop()
+            await keeper
 
     def stop(self) -> None:
-        """Finish the batch in hand, release the lock and return from run().
+        """Finish the batch in hand, give the partitions up and return from run().
 
         Cooperative on purpose: a cancellation can be swallowed inside client
         libraries (and by asyncio.wait_for on Python 3.11), a flag cannot."""
         self._stopping = True
         self._wake.set()
 
-    async def _lead(self) -> None:
+    async def _project(self, ownership: Ownership) -> None:
         self._session = session = await self._connector.connect()
-        while not await session.try_lock():
-            await self._sleep(self._poll_interval)
-            if self._stopping:
-                return
-        log.info("projector holds the lock; projecting")
-        self.is_leader = True
         await session.listen(self._wake.set)
         self.step.reset()
         backoff = FIRST_BACKOFF
@@ -93,6 +110,9 @@ class Projector:
             if self._stopping:
                 return
             self._wake.clear()
+            if not self.step.own(ownership.owned(), ownership.layout):
+                await self._sleep(self._poll_interval)  # nothing owned: a standby
+                continue
             try:
                 pause = await self.step.step(session)
                 backoff = FIRST_BACKOFF
@@ -114,10 +134,9 @@ class Projector:
             if pause == 0:
                 continue
             await self._sleep(pause or self._poll_interval)
-        raise ConnectionError("lost the connection that holds the projector lock")
+        raise ConnectionError("lost the connection the event log is read on")
 
     async def _disconnect(self) -> None:
-        self.is_leader = False
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -137,11 +156,11 @@ class Projector:
             handle.cancel()
             self._wake.clear()
 
-    # -- without the lock ------------------------------------------------------------------
+    # -- without ownership ------------------------------------------------------------------
 
     async def catch_up(self, log_: EventLog) -> None:
         """Run steps on `log_` until the targets have caught up with the log (a rebuild's
-        generation, which no live projector writes to): no lock, no NOTIFY."""
+        generation, which no live projector writes to): no ownership, no NOTIFY."""
         while True:
             pause = await self.step.step(log_)
             if pause is None:
@@ -150,5 +169,5 @@ class Projector:
                 await self._sleep(pause)
 
     async def reapply(self, item_id: str, events: list[StoredEvent]) -> None:
-        """The dead-letter retry of one item (BatchStep.reapply)."""
-        await self.step.reapply(item_id, events)
+        """The dead-letter retry of one item (reapply.py), on this runner's store."""
+        await reapply(self.step.store, item_id, events)

@@ -2,22 +2,25 @@
 the result to the read model in one atomic write per partition.
 
 No loop and no lock here (runner.py keeps those): a step is called by the live
-projector, by a rebuild catching its new generation up, and (`reapply`) by the
-dead-letter retry, so the three can never fold differently.
+projector and by a rebuild catching its new generation up, so the two can never fold
+differently (the dead-letter retry, reapply.py, folds with the same functions).
 
-Where a step writes: every partition's live generation, restoring any that is missing
-(the projector), or fixed targets (a rebuild's generation, released partition by
-partition as they go live). Each write is guarded by the checkpoint it expects, so a
-step that lost its lock without knowing it cannot write (Fenced), and a batch that
-fails is retried, never skipped.
+Where a step writes: the live generation of each partition its projector owns,
+restoring any that is missing (the projector), or fixed targets (a rebuild's generation,
+released partition by partition as they go live). Each write is guarded by the
+checkpoint it expects and, for an owner, by its epoch: a step whose lease lapsed writes
+nothing (the lease is checked before every write, and Redis refuses an epoch older than
+the partition's fence), and a batch that fails is retried, never skipped.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import replace
 
-from app.projection.fold import ItemState, ProjectionError, apply_event, diff, fold
+from app.projection.fold import ItemState, ProjectionError, apply_event, diff
 from app.projection.gap_guard import GapGuard
 from app.projection.ports import BaseMoved, EventLog, Fenced, ProjectionStore, StoredEvent, Target
 
@@ -26,7 +29,6 @@ log = logging.getLogger("items.projector")
 HOLE_WAIT = 0.02  # seconds before reading again while a hole in the positions may fill
 MAX_ATTEMPTS = 3  # tries of an event that fails to apply before it becomes a dead letter
 APPLY_ATTEMPTS = 3  # folds of one partition's batch when a view moved under it (BaseMoved)
-REAPPLY_ATTEMPTS = 20  # the same for a dead-letter retry, racing the live projector
 # What folding a stored event raises when the event cannot be applied (a corrupt record,
 # an event out of order): counted, retried, then dead-lettered. Anything else is a fault
 # of the step itself, retried with back-off for as long as it lasts.
@@ -40,10 +42,17 @@ class BatchStep:
         *,
         batch_size: int = 500,
         targets: dict[int, Target] | None = None,
+        lease: Callable[[int], int | None] | None = None,
     ) -> None:
         self._store = store
         self._batch_size = batch_size
         self._fixed = None if targets is None else dict(targets)
+        # An owner's check before every write: the epoch it may write a partition under
+        # now, or None once its lease may have lapsed. None for fixed targets.
+        self._lease = lease
+        self._owned: dict[int, int] = {}
+        self._refused: dict[int, int] = {}  # partition -> epoch a later owner fenced out
+        self._layout: tuple[str, int] | None = None
         self.targets: dict[int, Target] = {}
         self.checkpoints: dict[int, int] = {}
         self._guard = GapGuard()
@@ -55,13 +64,46 @@ class BatchStep:
         self._announced: dict[int, str] = {}  # the generation each partition builds, said once
 
     def reset(self) -> None:
-        """Start over from what the read model holds (a projector that just won its lock)."""
+        """Start over from what the read model holds (a projector that (re)connected)."""
         self.targets.clear()
+        self.checkpoints.clear()
         self._guard = GapGuard()
+
+    def own(self, owned: dict[int, int], layout: tuple[str, int] | None) -> bool:
+        """What the projector owns now (partition -> epoch, of `layout`): targets of
+        partitions no longer owned, or owned under another epoch, are dropped before the
+        next step; new ones are resolved by it. False when nothing is owned."""
+        if layout != self._layout:
+            self._layout = layout
+            self.targets.clear()
+            self.checkpoints.clear()
+            self._seen_live.clear()
+            self._announced.clear()
+        owned = {p: e for p, e in owned.items() if self._refused.get(p) != e}
+        for p in [p for p, t in self.targets.items() if owned.get(p) != t.epoch]:
+            self._drop(p)
+        self._owned = owned
+        return bool(owned)
+
+    def _drop(self, partition: int) -> None:
+        self.targets.pop(partition, None)
+        self.checkpoints.pop(partition, None)
 
     def forget(self) -> None:
         """Reload the targets and checkpoints before the next step (after a failure)."""
         self.targets.clear()
+        self.checkpoints.clear()
+
+    def fix(self, targets: dict[int, Target]) -> None:
+        """Write to these fixed targets from now on (a rebuild's generations, made live
+        in a layout no reader follows yet)."""
+        self._fixed = dict(targets)
+        self.targets.clear()
+        self.checkpoints.clear()
+
+    @property
+    def store(self) -> ProjectionStore:
+        return self._store
 
     def release(self, partition: int) -> None:
         """A fixed target's generation is live now; the live projector takes it over."""
@@ -71,12 +113,22 @@ class BatchStep:
         self.checkpoints.pop(partition, None)
 
     async def resolve(self) -> None:
-        """Where to write, and from which checkpoint, as the read model says now."""
+        """Where to write, and from which checkpoint, as the read model says now: for
+        every owned partition without a target, claim it under its epoch (from then on
+        an earlier owner cannot write), then read its generation and checkpoint."""
         if self._fixed is None:
-            for p in range(self._store.partitions):
-                target, self.checkpoints[p] = await self._store.resolve(p)
+            for p, epoch in sorted(self._owned.items()):
+                if p in self.targets:
+                    continue
+                if not await self._store.claim(p, epoch):
+                    log.info("partition %d: a later owner has claimed it; leaving it", p)
+                    self._refused[p] = epoch
+                    del self._owned[p]
+                    continue
+                target, checkpoint = await self._store.resolve(p)
                 self._note(target)
-                self.targets[p] = target
+                self.targets[p] = replace(target, epoch=epoch)
+                self.checkpoints[p] = checkpoint
             return
         # Fixed: reload our own targets, never the live ones.
         for p, target in self._fixed.items():
@@ -103,10 +155,12 @@ class BatchStep:
         """Project one batch. Returns how long to wait before the next one: 0 when there
         is more to read, a short pause while a hole in the positions may still fill,
         None to sleep until NOTIFY (or the poll interval)."""
-        if not self.targets:
+        if self._fixed is None and set(self.targets) != set(self._owned):
             await self.resolve()
-            if not self.targets:
-                return None  # every fixed target was released: nothing left to do
+        elif not self.targets:
+            await self.resolve()
+        if not self.targets:
+            return None  # nothing owned, or every fixed target was released
         after = min(self.checkpoints.values())
         snapshot, read = await log_.read_after(after, self._batch_size)
         batch = read[: self._guard.safe_count(after, [e.position for e in read], snapshot)]
@@ -116,10 +170,11 @@ class BatchStep:
             try:
                 await self.apply(batch, log_)
             except Fenced as exc:
-                # A rebuild switched generations, or Redis lost its data: resolving again
-                # says which (_note).
+                # A rebuild switched generations, Redis lost its data, or a later owner
+                # took a partition over: resolving again says which (_note, claim).
                 log.info("projection target moved (%s); reloading it from Redis", exc)
                 self.targets.clear()
+                self.checkpoints.clear()
                 return 0
         if len(batch) < len(read):
             return HOLE_WAIT  # a transaction that took an earlier position is still open
@@ -134,6 +189,7 @@ class BatchStep:
             return None
         if not await self._store.still_current(list(self.targets.values())):
             self.targets.clear()  # resolving again says what happened (_note)
+            self.checkpoints.clear()
             return 0
         return None
 
@@ -143,11 +199,17 @@ class BatchStep:
         for stored in batch:
             by_partition[self._store.partition_of(stored.item_id)].append(stored)
         last = batch[-1].position
-        for p, target in self.targets.items():
+        for p, target in list(self.targets.items()):
             # Events at or below this partition's checkpoint were applied before a crash
             # between two partitions' scripts; the checkpoint guard skips them.
             mine = [e for e in by_partition.get(p, []) if e.position > self.checkpoints[p]]
             if last <= self.checkpoints[p]:
+                continue
+            if self._lease is not None and self._lease(p) != target.epoch:
+                # The lease may have lapsed (this process stalled, or lost the database):
+                # write nothing more to it; what it owns is known again at the next tick.
+                log.info("partition %d: lease lapsed; not writing to it", p)
+                self._drop(p)
                 continue
             await self._apply_partition(target, mine, last, log_)
             self.checkpoints[p] = last
@@ -216,29 +278,8 @@ class BatchStep:
         for p, target in list(self.targets.items()):
             if target.building:
                 old = await self._store.activate(target)
-                self.targets[p] = Target(p, target.generation, building=False)
+                self.targets[p] = replace(target, building=False)
                 self._seen_live[p] = target.generation
                 log.info("partition %d: restored generation %s is live", p, target.generation)
                 if old:
                     await self._store.drop_generation(p, old)
-
-    async def reapply(self, item_id: str, events: list[StoredEvent]) -> None:
-        """Apply one item's held events (its dead letters, in position order) onto its
-        live view. Strict: an event that still fails raises (one of FOLD_ERRORS) and
-        nothing is written. The checkpoint does not move, and the write is guarded like
-        a batch's, so a batch racing it makes it fold again."""
-        decoded = [e.decode() for e in events]
-        p = self._store.partition_of(item_id)
-        for _ in range(REAPPLY_ATTEMPTS):
-            target = await self._store.live(p)
-            if target is None:
-                raise ValueError("the read model is being restored; retry when it is live")
-            cp = await self._store.checkpoint(target)
-            state = (await self._store.load(target, [item_id]))[item_id]
-            op = diff(item_id, state, fold(state, decoded))
-            try:
-                await self._store.apply(target, cp, cp, [op] if op else [])
-                return
-            except (Fenced, BaseMoved):
-                continue
-        raise ValueError("the projector kept moving the view; try again")

@@ -71,7 +71,10 @@ class QueryHandlers:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while True:
-            horizon = self._cache.horizon(partition)
+            # Horizons are of the layout the notices were followed for: while a switch
+            # to another is being followed, nothing can be vouched for.
+            same = self._cache.layout == self._read_model.layout_name
+            horizon = self._cache.horizon(partition) if same else None
             if horizon is None:
                 return False
             if horizon >= position:

@@ -32,8 +32,15 @@ class IndexSlice:
 
 
 class ReadModel(Protocol):
+    @property
+    def layout_name(self) -> str:
+        """The layout (set of partitions) read now; change notices name theirs."""
+
     def partition_of(self, item_id: UUID | str) -> int:
         """The read-model partition an item's view lives in."""
+
+    async def follow_layout(self) -> bool:
+        """Read which layout to follow again; True when it changed."""
 
     async def get(self, item_id: UUID | str) -> ViewRead:
         """The item's view (None when deleted or unknown) with its version and position;

@@ -16,9 +16,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from app.infrastructure.postgres.event_log import LOCK_HOLDER, LOCK_KEY
 from app.settings import Settings, sqlalchemy_url
-from tests.helpers import client_of, eventually
+from tests.helpers import client_of, eventually, owners
 from tests.servers import PgProxy
 
 CONNECT_TIMEOUT = 1.0
@@ -42,7 +41,7 @@ async def test_postgres_down_reads_go_on_and_writes_come_back_without_a_restart(
     pg_proxy: PgProxy, settings: Settings, db: asyncpg.Connection, redis: Redis
 ) -> None:
     async with _served_behind(pg_proxy, settings) as c:
-        await _outage_and_return(c, pg_proxy, db)
+        await _outage_and_return(c, pg_proxy, db, settings.redis_prefix)
 
 
 @contextlib.asynccontextmanager
@@ -63,7 +62,9 @@ async def _served_behind(
         yield c
 
 
-async def _outage_and_return(c: httpx.AsyncClient, proxy: PgProxy, db: asyncpg.Connection) -> None:
+async def _outage_and_return(
+    c: httpx.AsyncClient, proxy: PgProxy, db: asyncpg.Connection, prefix: str
+) -> None:
     item = (await _write(c, "POST", "", {"name": "a", "price": "1.00", "tags": ["x"]}, 201)).json()
     await eventually(lambda: c.get(_url(item)), lambda r: r.status_code == 200)
 
@@ -102,15 +103,15 @@ async def _outage_and_return(c: httpx.AsyncClient, proxy: PgProxy, db: asyncpg.C
     assert checks["postgres"] != "ok", checks
     assert checks["redis"] == "ok", checks
     assert "postgres" in ready.json()["detail"]
-    # The projector's connection went with the cut, and its lock with it.
-    await eventually(_lock_holder(db), lambda holder: holder is None)
+    # The projector's connections went with the cut: its lease lapses, unrenewed.
+    await eventually(_owned(db, prefix), lambda held: not held, within=LEASE + 2)
 
     proxy.restore()
     # The same instance writes again at once: no restart, no failed first write.
     patched = await _write(c, "PATCH", f"/{item['id']}", {"price": "1.50"}, 200)
     assert patched.json()["version"] == 2
     started = time.monotonic()
-    await eventually(_lock_holder(db), lambda holder: holder is not None)
+    await eventually(_owned(db, prefix), bool, within=LEASE + 2)
     token = {"Consistency-Token": patched.headers["consistency-token"]}
     seen = await eventually(
         lambda: c.get(_url(item), headers=token), lambda r: r.status_code == 200
@@ -145,9 +146,12 @@ async def test_a_postgres_that_stops_answering_costs_a_write_one_timeout(
         assert seen.json() == patched.json()
 
 
-def _lock_holder(db: asyncpg.Connection) -> Any:
-    async def probe() -> asyncpg.Record | None:
-        return await db.fetchrow(LOCK_HOLDER, LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF)
+LEASE = 5.0  # PROJECTOR_LEASE_SECONDS' default
+
+
+def _owned(db: asyncpg.Connection, prefix: str) -> Any:
+    async def probe() -> dict[int, int]:
+        return await owners(db, prefix)
 
     return probe
 

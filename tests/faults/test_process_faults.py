@@ -2,8 +2,9 @@
 
 4. The projector SIGKILLed in the middle of a backlog, several times: after a restart
    every view equals PostgreSQL (`items verify` exits 0) and no event took effect twice.
-5. Two projectors started at once: one leads, the other applies nothing; SIGKILL the
-   leader and the other projects a new write within seconds.
+5. Two projectors started at once: one owns the partition, the other applies nothing; a
+   stuck owner (SIGSTOP) loses it within a lease and, resumed, writes nothing; SIGKILL
+   the owner and the other projects a new write within the stated bound.
 6. `items serve` sent SIGTERM under load: requests in flight finish, every acknowledged
    write is in PostgreSQL and, once projected, visible.
 """
@@ -27,13 +28,13 @@ from redis.asyncio import Redis
 from app import bootstrap
 from app.commands.bus import CommandBus
 from app.commands.commands import CreateItem, DeleteItem, UpdateItem
-from app.infrastructure.postgres.event_log import LOCK_HOLDER, LOCK_KEY, PgEventLog
+from app.infrastructure.postgres.event_log import PgEventLog
 from app.infrastructure.redis.keys import KeyLayout, scan_pattern
 from app.infrastructure.redis.projection_store import as_text
 from app.queries.views import member_id
 from app.settings import Settings, asyncpg_dsn
-from tests.helpers import eventually
-from tests.servers import Spawner, free_port, items_env, run_items, with_application_name
+from tests.helpers import epochs, eventually, owners
+from tests.servers import Spawner, free_port, items_env, run_items
 
 ITEMS = "/api/v1/items"
 PARTITIONS = 4
@@ -180,19 +181,6 @@ async def _assert_each_event_took_effect_once(
 # -- 5. two projectors -------------------------------------------------------------------
 
 
-async def _lock_holders(db: asyncpg.Connection) -> list[str]:
-    """application_name of every backend holding the projector's advisory lock."""
-    rows = await db.fetch(LOCK_HOLDER, LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF)
-    return sorted(r["application_name"] for r in rows)
-
-
-async def _connected(db: asyncpg.Connection) -> set[str]:
-    rows = await db.fetch(
-        "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
-    )
-    return {r["application_name"] for r in rows}
-
-
 async def _create(container: bootstrap.Container, name: str) -> str:
     item_id = uuid.uuid4()
     await container.bus.handle(CreateItem(item_id=item_id, name=name, price="1"))
@@ -203,56 +191,78 @@ async def _projected(container: bootstrap.Container, item_id: str) -> bool:
     return (await container.read_model.get(item_id)).data is not None
 
 
+# The stated bound: a dead or stuck owner's partitions are taken over within a lease and
+# a tick of the keeper (app/projection/ownership.py), plus a poll of the projector.
+TAKEOVER = 5.0 + 1.0 + 1.0
+
+
 @pytest.mark.slow
-async def test_two_projectors_only_one_applies_and_the_other_takes_over_when_it_is_killed(
-    settings: Settings, db: asyncpg.Connection, container: bootstrap.Container, tmp_path: Path
+async def test_two_projectors_one_owns_a_stuck_owner_is_fenced_a_killed_one_replaced(
+    settings: Settings,
+    db: asyncpg.Connection,
+    redis: Redis,
+    container: bootstrap.Container,
+    tmp_path: Path,
 ) -> None:
-    database_url, _ = settings.require_urls()
-    names = ("projector-a", "projector-b")
+    prefix = settings.redis_prefix
+    env = items_env(settings)
     async with Spawner(tmp_path) as spawn:
-        started = await asyncio.gather(
-            *(
-                spawn.start(
-                    name,
-                    ["projector"],
-                    items_env(settings, DATABASE_URL=with_application_name(database_url, name)),
-                )
-                for name in names
-            )
-        )
-        by_name = dict(zip(names, started, strict=True))
-        holders = await eventually(lambda: _lock_holders(db), lambda h: len(h) == 1, within=20)
-        await eventually(lambda: _connected(db), lambda c: c >= set(names), within=20)
-        await asyncio.sleep(0.6)  # the standby tries the lock every 0.2 s
-        assert await _lock_holders(db) == holders
-        leader = by_name[holders[0]]
-        [standby] = [p for p in started if p is not leader]
+        started = await asyncio.gather(*(spawn.start(n, ["projector"], env) for n in "ab"))
+        by_pid = {p.pid: p for p in started}
+        held = await eventually(lambda: owners(db, prefix), lambda o: len(o) == 1, within=20)
+        await asyncio.sleep(2.0)  # two lease ticks: the standby must not take it
+        assert await owners(db, prefix) == held
+        owner = by_pid[held[0]]
+        [standby] = [p for p in started if p is not owner]
         await eventually(container.read_model.ready, within=10)
         first = await _create(container, "first")
         await eventually(lambda: _projected(container, first))
+        assert "owns partition(s) 0" in owner.log()
+        assert "owns partition(s)" not in standby.log()
 
-        # Freeze the leader: its connection, and so the lock, stay; nothing may project.
-        leader.signal(signal.SIGSTOP)
-        frozen = await _create(container, "while the leader is frozen")
-        await asyncio.sleep(1.0)
-        assert not await _projected(container, frozen), "the standby applied an event"
-        assert "holds the lock" in leader.log()
-        assert "holds the lock" not in standby.log()
-
+        # A stuck owner: its lease lapses and the standby takes the partition over.
         loop = asyncio.get_running_loop()
-        await leader.kill()
-        killed_at = loop.time()
-        await eventually(lambda: _projected(container, frozen), within=5)
-        took_over = loop.time() - killed_at
-        assert took_over < 5
-        assert await _lock_holders(db) == [standby.name]
-        assert "holds the lock" in standby.log()
-        after = await _create(container, "after the takeover")
-        await eventually(lambda: _projected(container, after), within=5)
+        owner.signal(signal.SIGSTOP)
+        stuck_at = loop.time()
+        frozen = await _create(container, "while the owner is stuck")
+        await eventually(lambda: _projected(container, frozen), within=TAKEOVER + 3)
+        took_over = loop.time() - stuck_at
+        assert took_over < TAKEOVER, f"took over after {took_over:.1f}s"
+        assert await owners(db, prefix) == {0: standby.pid}
 
-        assert (await container.status())["projector"]["application_name"] == standby.name
-        assert await standby.stop() == 0, standby.log()
-        assert await _lock_holders(db) == []
+        # Resumed while the new owner is stopped in turn (its lease still runs), the old
+        # one writes nothing: not the write made meanwhile, not its checkpoint.
+        standby.signal(signal.SIGSTOP)
+        pending = await _create(container, "while the new owner is stopped")
+        before = await _partition_state(redis, container)
+        owner.signal(signal.SIGCONT)
+        await asyncio.sleep(2.0)
+        assert not await _projected(container, pending), "a stale owner wrote"
+        assert await _partition_state(redis, container) == before
+        standby.signal(signal.SIGCONT)
+        await eventually(lambda: _projected(container, pending), within=5)
+
+        # A killed owner: the survivor takes over within the bound.
+        await standby.kill()
+        killed_at = loop.time()
+        after = await _create(container, "after the kill")
+        await eventually(lambda: _projected(container, after), within=TAKEOVER + 3)
+        assert loop.time() - killed_at < TAKEOVER
+        assert await owners(db, prefix) == {0: owner.pid}
+        assert (await container.status())["partitions"][0]["owner"]["pid"] == owner.pid
+        epoch = (await epochs(db, prefix))[0]
+        assert epoch >= 3  # three acquisitions: the first, the takeover, the return
+        assert await owner.stop() == 0, owner.log()
+        assert await owners(db, prefix) == {}  # a clean stop gives it up at once
+
+
+async def _partition_state(redis: Redis, container: bootstrap.Container) -> tuple[Any, ...]:
+    """Partition 0's live generation, checkpoint and owner fence, as Redis holds them."""
+    layout = container.layout
+    generation = await redis.get(layout.gen(0))
+    assert generation is not None
+    checkpoint = await redis.get(layout.checkpoint(0, as_text(generation)))
+    return generation, checkpoint, await redis.get(layout.epoch(0))
 
 
 # -- 6. SIGTERM to the API under load ----------------------------------------------------

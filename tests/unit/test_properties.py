@@ -40,7 +40,7 @@ from app.projection.ports import Target
 from app.projection.step import BatchStep
 from app.queries import views
 from app.queries.views import index_members, is_index
-from tests.fakes import Clock, FakeDatabase, FakeUnitOfWork, MemoryLog
+from tests.fakes import Clock, FakeDatabase, FakeUnitOfWork, MemoryLog, owning_all
 from tests.unit.builders import NAMES, TAGS, at, stored, uid
 
 SLOTS = 3
@@ -319,7 +319,7 @@ class RecordingStore(RedisProjectionStore):
 
 async def new_step(store: RedisProjectionStore) -> BatchStep:
     """The projector's batch step (re)started from what Redis holds, with no PostgreSQL."""
-    step = BatchStep(store)
+    step = owning_all(BatchStep(store), store.partitions)
     await step.resolve()
     return step
 

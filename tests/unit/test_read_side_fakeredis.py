@@ -35,7 +35,7 @@ from app.queries.cursor import CursorCodec
 from app.queries.errors import ConsistencyTimeout, InvalidCursor, ReadModelUnavailable
 from app.queries.handlers import QueryHandlers
 from app.queries.queries import GetItem, ListItems, item_etag
-from tests.fakes import MemoryLog
+from tests.fakes import MemoryLog, owning_all
 from tests.unit.builders import at, cut, random_history, stored, uid
 
 
@@ -52,7 +52,7 @@ class Projection:
 
     def __init__(self, store: RedisProjectionStore) -> None:
         self.store = store
-        self.step = BatchStep(store)
+        self.step = owning_all(BatchStep(store), store.partitions)
         self.dead_letters = MemoryLog(refuse=True)
         self.position = 0
 
@@ -300,7 +300,7 @@ async def test_load_of_no_items(fake_redis: Redis) -> None:
 
 async def step_over(store: RedisProjectionStore) -> BatchStep:
     """The real projection step with its Redis side only (no PostgreSQL connection)."""
-    step = BatchStep(store)
+    step = owning_all(BatchStep(store), store.partitions)
     await step.resolve()
     return step
 

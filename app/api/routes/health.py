@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from fastapi import APIRouter
@@ -18,6 +19,7 @@ router = APIRouter(tags=["health"])
 
 class Alive(BaseModel):
     status: Literal["ok"]
+    pid: int  # the process that answered: one of several with `items serve --workers N`
 
 
 class Ready(BaseModel):
@@ -26,9 +28,9 @@ class Ready(BaseModel):
 
 
 @router.get("/healthz", response_model=Alive)
-async def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str | int]:
     """The process is up. Says nothing about PostgreSQL or Redis."""
-    return {"status": "ok"}
+    return {"status": "ok", "pid": os.getpid()}
 
 
 @router.get("/readyz", response_model=Ready, responses=responses(503))

@@ -3,9 +3,9 @@
 Every read of the log also returns the PostgreSQL snapshot it ran in, so the projector
 can tell a hole that a still-open transaction will fill from one a rolled-back
 transaction left for good (app/projection/gap_guard.py). Also here: the projector's
-lock and wake-ups (one active projector per database, a session advisory lock on its
-own connection; NOTIFY from a trigger on the events table), the dead letters kept beside
-the log, and what operators ask of it (head, lag, who holds the lock).
+wake-ups (NOTIFY from a trigger on the events table), the dead letters kept beside the
+log, and what operators ask of it (head, lag). Who projects which partition is
+leases.py's.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import asyncpg
 from app.projection.gap_guard import Snapshot
 from app.projection.ports import StoredEvent
 
-LOCK_KEY = 0x17E45  # advisory lock id: one active projector per database
 CHANNEL = "item_events"  # NOTIFY channel, fired by a trigger on the events table
 CONNECT_TIMEOUT = 5.0
 
@@ -48,17 +47,6 @@ SELECT greatest(0, extract(epoch FROM clock_timestamp()
                              - coalesce(recorded_at, occurred_at)))::float8
 FROM events WHERE position > $1 ORDER BY position LIMIT 1
 """
-# A session advisory lock on one bigint key k shows in pg_locks as classid = k >> 32,
-# objid = k & 0xffffffff, objsubid = 1 (the two-int form uses objsubid = 2).
-LOCK_HOLDER = """
-SELECT a.pid, a.backend_start, a.state_change, a.application_name,
-       a.client_addr::text AS client_addr
-FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND l.classid::bigint = $1 AND l.objid::bigint = $2
-"""
-TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
 RECORD_DEAD_LETTERS = """
 INSERT INTO dead_letters (position, item_id, event_type, error)
 VALUES ($1, $2, $3, $4) ON CONFLICT (position) DO NOTHING
@@ -111,13 +99,6 @@ class PgEventLog:
         """How long the oldest event after `after` has been waiting (0.0 if none)."""
         return float(await self.conn.fetchval(LAG_SECONDS, after) or 0.0)
 
-    async def lock_holder(self) -> asyncpg.Record | None:
-        """The backend holding the projector lock (pid, since, ...), or None."""
-        row: asyncpg.Record | None = await self.conn.fetchrow(
-            LOCK_HOLDER, LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF
-        )
-        return row
-
     # -- dead letters ------------------------------------------------------------------
 
     async def record_dead_letters(self, dead: list[tuple[StoredEvent, str]]) -> None:
@@ -138,10 +119,7 @@ class PgEventLog:
 
 
 class PgLeaderSession(PgEventLog):
-    """The projector's own connection, on which it holds the lock while it projects."""
-
-    async def try_lock(self) -> bool:
-        return bool(await self.conn.fetchval(TRY_LOCK, LOCK_KEY))
+    """The projector's own connection to the log, on which NOTIFY wakes it."""
 
     async def listen(self, wake: Callable[[], None]) -> None:
         await self.conn.add_listener(CHANNEL, lambda *_: wake())

@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     Numeric,
+    Sequence,
     Table,
     Text,
     UniqueConstraint,
@@ -97,4 +98,49 @@ dead_letters = Table(
     Column("event_type", Text, nullable=False),
     Column("error", Text, nullable=False),
     Column("failed_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+# Fencing tokens of partition ownership: every acquisition of a partition takes the next
+# value, so a later owner always holds a higher epoch than any earlier one, whatever
+# happened to Redis (the fence it checks there is only a copy).
+projection_epochs = Sequence("projection_epochs", metadata=metadata)
+
+# Who projects which partition of which layout of which read model (its REDIS_PREFIX),
+# until when (leases.py). A lease that is not renewed lapses by the database's clock: a
+# dead or stuck owner's partitions move within a lease, not when TCP notices a dead host.
+projection_owners = Table(
+    "projection_owners",
+    metadata,
+    Column("read_model", Text, primary_key=True),
+    Column("layout", Text, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("epoch", BigInteger, nullable=False, server_default=text("0")),
+    Column("owner", Text, nullable=True),
+    Column("owner_pid", Integer, nullable=True),
+    Column("owner_host", Text, nullable=True),
+    Column("lease_until", TIMESTAMP(timezone=True), nullable=True),
+    Column("acquired_at", TIMESTAMP(timezone=True), nullable=True),
+)
+
+# The projector processes alive now (a heartbeat each): partitions are divided by them.
+projector_members = Table(
+    "projector_members",
+    metadata,
+    Column("member", Text, primary_key=True),
+    Column("read_model", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("started_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
+    Column("seen_at", TIMESTAMP(timezone=True), nullable=False),
+)
+
+# How many partitions each read model has: set by `items rebuild --partitions N`. Kept
+# here, not only in Redis, so a read model restored after Redis lost its data gets the
+# count it had, whatever PROJECTION_PARTITIONS a process was started with.
+projection_layout = Table(
+    "projection_layout",
+    metadata,
+    Column("read_model", Text, primary_key=True),
+    Column("partitions", Integer, nullable=False),
+    Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
 )

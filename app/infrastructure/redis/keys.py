@@ -1,9 +1,13 @@
 """The Redis key layout of the read model, in one place.
 
 Every key of a partition carries the partition's hash tag, so a partition lives in one
-Redis Cluster slot and one Lua script may touch all of its keys:
+Redis Cluster slot and one Lua script may touch all of its keys. The tag names the
+layout too (`{<prefix>:<layout>/<p>}`), except for the first layout, named '', whose
+tags are `{<prefix>:<p>}`, as they were before layouts had names:
 
+    {<prefix>}:layout                  the layout readers follow: name, partition count
     {<prefix>:<p>}:gen                 active generation of partition p
+    {<prefix>:<p>}:epoch               fence: the highest owner epoch that wrote here
     {<prefix>:<p>}:building            generation being restored from the event log
     {<prefix>:<p>}:rebuild             generation `items rebuild` is filling
     {<prefix>:<p>}:<g>:cp              checkpoint: last event position applied in g
@@ -13,14 +17,18 @@ Redis Cluster slot and one Lua script may touch all of its keys:
     {<prefix>:<p>}:<g>:tx:<tag>:<sort> the same, restricted to one tag
 
 A generation is a complete copy of the views; readers follow `gen`, so a rebuild can
-fill a new generation beside the live one and switch with one step. The list indexes'
-names and entries are the read model's schema (app/queries/views.py); they are sorted
-sets whose members all score 0 and sort by their bytes (ZRANGE BYLEX). The Lua scripts
-in lua/ spell the same suffixes (`cp`, `ver`, `v:`): they are the only other place.
+fill a new generation beside the live one and switch with one step. A layout is a set of
+partitions; `items rebuild --partitions N` fills a new layout beside the live one and
+switches `{<prefix>}:layout` to it, so the partition count changes without downtime.
+The list indexes' names and entries are the read model's schema (app/queries/views.py);
+they are sorted sets whose members all score 0 and sort by their bytes (ZRANGE BYLEX).
+The Lua scripts in lua/ spell the same suffixes (`cp`, `ver`, `v:`): they are the only
+other place.
 """
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass
 from uuid import UUID
@@ -34,16 +42,35 @@ VIEW = "v:"
 class KeyLayout:
     prefix: str
     partitions: int
+    name: str = ""  # the layout: '' for the first one, then one per repartitioning
 
     def partition_of(self, item_id: UUID | str) -> int:
+        if self.partitions == 1:
+            return 0
         raw = item_id.bytes if isinstance(item_id, UUID) else UUID(item_id).bytes
         return zlib.crc32(raw) % self.partitions
 
+    def label(self, partition: int) -> str:
+        """A partition as change notices name it: `<p>`, or `<layout>/<p>`."""
+        return f"{self.name}/{partition}" if self.name else str(partition)
+
     def tag(self, partition: int) -> str:
-        return f"{{{self.prefix}:{partition}}}"
+        return f"{{{self.prefix}:{self.label(partition)}}}"
+
+    @property
+    def root(self) -> str:
+        """The key naming the layout readers follow (in a slot of its own)."""
+        return layout_key(self.prefix)
+
+    def encode(self) -> str:
+        return json.dumps({"name": self.name, "partitions": self.partitions})
 
     def gen(self, partition: int) -> str:
         return f"{self.tag(partition)}:gen"
+
+    def epoch(self, partition: int) -> str:
+        """The fence of the partition's owners: apply.lua refuses a lower epoch."""
+        return f"{self.tag(partition)}:epoch"
 
     def base(self, partition: int, generation: str) -> str:
         """Prefix of every key of one generation of one partition."""
@@ -67,6 +94,15 @@ class KeyLayout:
     def checkpoint_channel(self) -> str:
         """Where every change notice of this read model is published."""
         return f"{self.prefix}:checkpoints"
+
+
+def layout_key(prefix: str) -> str:
+    return f"{{{prefix}}}:layout"
+
+
+def decode_layout(prefix: str, raw: bytes | str) -> KeyLayout:
+    record = json.loads(raw)
+    return KeyLayout(prefix, int(record["partitions"]), str(record["name"]))
 
 
 def view_suffix(item_id: str) -> str:

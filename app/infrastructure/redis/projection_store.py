@@ -12,29 +12,73 @@ import time
 from typing import Any
 from uuid import UUID
 
-from redis.asyncio import Redis
-
 from app.infrastructure.redis import scripts
-from app.infrastructure.redis.keys import KeyLayout, scan_pattern, view_suffix
+from app.infrastructure.redis.client import RedisClient, get_each
+from app.infrastructure.redis.keys import KeyLayout, decode_layout, scan_pattern
 from app.projection.fold import ItemState, ViewOp
 from app.projection.ports import BaseMoved, Fenced, Target
 from app.queries import views
-from app.queries.notices import ChangeNotice
+from app.queries.notices import ChangeNotice, LayoutChanged
 
 DROP_BATCH = 1000  # keys per SCAN page and per UNLINK when a generation is dropped
 
 
 class RedisProjectionStore:
-    def __init__(self, redis: Redis, layout: KeyLayout) -> None:
+    def __init__(self, redis: RedisClient, layout: KeyLayout) -> None:
         self._redis = redis
         self.layout = layout
         self._apply = scripts.register(redis, "apply")
         self._activate = scripts.register(redis, "activate")
         self._start_restore = scripts.register(redis, "start_restore")
+        self._claim = scripts.register(redis, "claim")
+        self._switch_layout = scripts.register(redis, "switch_layout")
+        self._load = scripts.register(redis, "load")
 
     @property
     def partitions(self) -> int:
         return self.layout.partitions
+
+    @property
+    def layout_name(self) -> str:
+        return self.layout.name
+
+    # -- layouts ------------------------------------------------------------------------
+
+    async def followed_layout(self) -> tuple[str, int] | None:
+        raw = await self._redis.get(self.layout.root)
+        if raw is None:
+            return None
+        followed = decode_layout(self.layout.prefix, raw)
+        return followed.name, followed.partitions
+
+    async def create_layout(self, partitions: int) -> tuple[str, int]:
+        first = KeyLayout(self.layout.prefix, partitions)
+        await self._redis.set(first.root, first.encode(), nx=True)
+        return await self.followed_layout() or (first.name, first.partitions)
+
+    def follow(self, name: str, partitions: int) -> None:
+        self.layout = KeyLayout(self.layout.prefix, partitions, name)
+
+    async def switch_layout(self, to: KeyLayout) -> bool:
+        """Make readers follow `to` instead of this store's layout, in one step; False
+        when the record no longer names this store's layout."""
+        notice = LayoutChanged(to.name, to.partitions).encode()
+        switched = await self._switch_layout(
+            keys=[self.layout.root],
+            args=[self.layout.encode(), to.encode(), self.layout.checkpoint_channel, notice],
+        )
+        return int(switched) == 1
+
+    async def drop_layout(self) -> int:
+        """Delete every key of this store's layout (one no reader follows any more)."""
+        removed = 0
+        for p in range(self.layout.partitions):
+            removed += await self._drop_matching(scan_pattern(self.layout.tag(p) + ":"))
+        return removed
+
+    async def claim(self, partition: int, epoch: int) -> bool:
+        result = await self._claim(keys=[self.layout.epoch(partition)], args=[epoch])
+        return int(result[0]) == 1
 
     def partition_of(self, item_id: UUID | str) -> int:
         return self.layout.partition_of(item_id)
@@ -53,7 +97,11 @@ class RedisProjectionStore:
             # One step: if another projector raced us here, follow its choice.
             live, name = await self._start_restore(
                 keys=[self.layout.gen(partition), self.layout.building(partition)],
-                args=[f"g{time.time_ns() // 1000}", self.layout.checkpoint_channel, partition],
+                args=[
+                    f"g{time.time_ns() // 1000}",
+                    self.layout.checkpoint_channel,
+                    self.layout.label(partition),
+                ],
             )
             target = Target(partition, as_text(name), building=live == 0)
         return target, await self.checkpoint(target)
@@ -70,7 +118,7 @@ class RedisProjectionStore:
     async def still_current(self, targets: list[Target]) -> bool:
         """Whether every target is still what its pointer names. False after Redis lost
         its data (or a rebuild switched generations): the caller must resolve again."""
-        names = await self._redis.mget([self._pointer(t) for t in targets])
+        names = await get_each(self._redis, [self._pointer(t) for t in targets])
         pairs = zip(names, targets, strict=True)
         return all(n is not None and as_text(n) == t.generation for n, t in pairs)
 
@@ -78,10 +126,9 @@ class RedisProjectionStore:
         if not item_ids:
             return {}  # HMGET/MGET with no keys is an error in Redis
         base = self.layout.base(target.partition, target.generation)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(self.layout.versions(target.partition, target.generation), item_ids)
-            pipe.mget([base + view_suffix(i) for i in item_ids])
-            versions, datas = await pipe.execute()
+        versions_key = self.layout.versions(target.partition, target.generation)
+        reply = await self._load(keys=[versions_key], args=[base, *item_ids])
+        versions, datas = reply[: len(item_ids)], reply[len(item_ids) :]
         states = {}
         for item_id, version, data in zip(item_ids, versions, datas, strict=True):
             states[item_id] = ItemState(
@@ -100,8 +147,13 @@ class RedisProjectionStore:
             self.layout.checkpoint_channel,
             # Wakes readers waiting for a position, and drops these ids from view caches.
             ChangeNotice(
-                target.partition, new, target.generation, tuple(op.item_id for op in ops)
+                target.partition,
+                new,
+                target.generation,
+                tuple(op.item_id for op in ops),
+                layout=self.layout.name,
             ).encode(),
+            target.epoch,
             len(ops),
         ]
         for op in ops:
@@ -113,7 +165,8 @@ class RedisProjectionStore:
             for suffix, member in op.adds:
                 args += [suffix, member]
         checkpoint = self.layout.checkpoint(target.partition, target.generation)
-        result = await self._apply(keys=[checkpoint, self._pointer(target)], args=args)
+        fence = self.layout.epoch(target.partition)
+        result = await self._apply(keys=[checkpoint, self._pointer(target), fence], args=args)
         if result[0] == -1:
             raise Fenced(f"partition {target.partition}: {result[1:]!r}")
         if result[0] == -2:
@@ -141,19 +194,22 @@ class RedisProjectionStore:
     async def _make_live(self, target: Target, *, require_caught_up: bool) -> Any:
         p = target.partition
         return await self._activate(
-            keys=[self.layout.gen(p), self._pointer(target)],
+            keys=[self.layout.gen(p), self._pointer(target), self.layout.epoch(p)],
             args=[
                 target.generation,
                 self.layout.tag(p) + ":",
                 self.layout.checkpoint_channel,
-                p,
+                self.layout.label(p),
                 "1" if require_caught_up else "0",
+                target.epoch,
             ],
         )
 
     async def drop_generation(self, partition: int, generation: str) -> int:
         """Delete every key of a generation that no reader follows any more."""
-        pattern = scan_pattern(self.layout.base(partition, generation))
+        return await self._drop_matching(scan_pattern(self.layout.base(partition, generation)))
+
+    async def _drop_matching(self, pattern: str) -> int:
         removed = 0
         doomed: list[bytes] = []
         # One UNLINK per thousand keys, not per key: a generation has millions of them.
@@ -173,13 +229,13 @@ class RedisProjectionStore:
         pointers: list[str] = []
         for p in range(layout.partitions):
             pointers += [layout.gen(p), layout.building(p), layout.rebuild(p)]
-        names = [None if n is None else as_text(n) for n in await self._redis.mget(pointers)]
+        names = [None if n is None else as_text(n) for n in await get_each(self._redis, pointers)]
         # A pointer that names nothing reads its own key again: MGET wants one key each.
         cp_keys = [
             layout.checkpoint(i // 3, n) if n is not None else layout.gen(i // 3)
             for i, n in enumerate(names)
         ]
-        cps = await self._redis.mget(cp_keys)
+        cps = await get_each(self._redis, cp_keys)
         result: list[dict[str, Any]] = []
         for p in range(layout.partitions):
             (gen, building, rebuild), raw = names[3 * p : 3 * p + 3], cps[3 * p : 3 * p + 3]

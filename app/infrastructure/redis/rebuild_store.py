@@ -9,7 +9,8 @@ was a third of the rebuild's CPU, and formatting the rows' times another tenth, 
   `views.item_view` makes; verify and the tests compare the bytes), in the server
   process, not ours (app/infrastructure/postgres/items_reader.py, ITEM_ROWS);
 - the commands are packed to RESP directly, each index entry once per item however
-  many indexes it goes to, and sent as one write per batch on one pooled connection.
+  many indexes it goes to, and sent as one write per batch on one pooled connection
+  (on a Redis Cluster, one per node: a partition's commands all go to its slot's node).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
+from app.infrastructure.redis.client import RedisClient
 from app.infrastructure.redis.keys import KeyLayout, view_suffix
 from app.infrastructure.redis.projection_store import RedisProjectionStore, as_text
 from app.queries import views
@@ -86,23 +88,27 @@ class _Partition:
                 yield _command([b"ZADD", key], entries, 2)
 
 
-def seed_commands(layout: KeyLayout, generation: str, rows: Iterable[Sequence[Any]]) -> list[bytes]:
+# The packed commands of one batch, by partition.
+Commands = dict[int, list[bytes]]
+
+
+def seed_commands(layout: KeyLayout, generation: str, rows: Iterable[Sequence[Any]]) -> Commands:
     """The RESP commands that write these item rows (ITEM_ROWS) into a generation."""
     parts: dict[int, _Partition] = {}
     for row in rows:
-        p = layout.partition_of(row[0]) if layout.partitions > 1 else 0
+        p = layout.partition_of(row[0])
         part = parts.get(p)
         if part is None:
             part = parts[p] = _Partition(layout, p, generation)
         part.add(row)
-    return [c for part in parts.values() for c in part.commands()]
+    return {p: list(part.commands()) for p, part in parts.items()}
 
 
 class RedisRebuildStore:
     """A rebuild's generation: named beside the live one, seeded, then switched live by
     the projection store (RedisProjectionStore.switch)."""
 
-    def __init__(self, redis: Redis, layout: KeyLayout, store: RedisProjectionStore) -> None:
+    def __init__(self, redis: RedisClient, layout: KeyLayout, store: RedisProjectionStore) -> None:
         self._redis = redis
         self.layout = layout
         self._store = store
@@ -129,22 +135,52 @@ class RedisRebuildStore:
             key = self.layout.versions(p, generation)
             await self._redis.hset(key, mapping={str(i): -v for i, v in rows})
 
-    def commands(self, generation: str, rows: Iterable[Sequence[Any]]) -> list[bytes]:
+    def commands(self, generation: str, rows: Iterable[Sequence[Any]]) -> Commands:
         return seed_commands(self.layout, generation, rows)
 
-    async def send(self, commands: list[bytes]) -> None:
-        await send_commands(self._redis, commands)
+    async def send(self, commands: Commands) -> None:
+        if isinstance(self._redis, RedisCluster):
+            await self._redis.initialize()
+            by_node: dict[str, list[bytes]] = defaultdict(list)
+            nodes = {}
+            for p, packed in commands.items():
+                node = self._redis.get_node_from_key(self.layout.tag(p))
+                if node is None:
+                    raise RuntimeError(f"no Redis Cluster node serves partition {p}")
+                nodes[node.name] = node
+                by_node[node.name] += packed
+            for name, packed in by_node.items():
+                await send_to_node(nodes[name], packed)
+            return
+        await send_commands(self._redis, [c for packed in commands.values() for c in packed])
 
     async def set_checkpoint(self, generation: str, checkpoint: int) -> None:
         for p in range(self.layout.partitions):
             await self._redis.set(self.layout.checkpoint(p, generation), checkpoint)
 
 
-async def send_commands(redis: Redis, commands: list[bytes]) -> None:
+async def send_to_node(node: Any, commands: list[bytes]) -> None:
+    """send_commands for one node of a Redis Cluster (a ClusterNode)."""
+    conn = node.acquire_connection()
+    try:
+        await conn.send_packed_command(commands, check_health=False)
+        for _ in commands:
+            reply = await conn.read_response()
+            if isinstance(reply, Exception):
+                raise reply
+    except BaseException:
+        await conn.disconnect()
+        raise
+    finally:
+        node.release(conn)
+
+
+async def send_commands(redis: RedisClient, commands: list[bytes]) -> None:
     """Send packed commands in one write on one pooled connection and read every reply;
     an error reply raises (and the connection, its replies unread, is dropped)."""
     if not commands:
         return
+    assert not isinstance(redis, RedisCluster)
     pool = redis.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:

@@ -7,8 +7,9 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+
+from app.infrastructure.redis.client import RedisClient
 
 LUA = Path(__file__).with_name("lua")
 
@@ -18,5 +19,6 @@ def source(name: str) -> str:
     return (LUA / f"{name}.lua").read_text()
 
 
-def register(redis: Redis, name: str) -> AsyncScript:
-    return redis.register_script(source(name))
+def register(redis: RedisClient, name: str) -> AsyncScript:
+    script: AsyncScript = redis.register_script(source(name))
+    return script

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from app.infrastructure.redis import scripts
+from app.infrastructure.redis.client import RedisClient, get_each
 from app.infrastructure.redis.keys import VIEW, KeyLayout, scan_pattern, view_suffix
 from app.infrastructure.redis.projection_store import as_text
 
@@ -24,7 +23,7 @@ class Stored:
 
 
 class RedisVerifyStore:
-    def __init__(self, redis: Redis, layout: KeyLayout) -> None:
+    def __init__(self, redis: RedisClient, layout: KeyLayout) -> None:
         self._redis = redis
         self.layout = layout
         self._repair = scripts.register(redis, "repair")
@@ -33,11 +32,11 @@ class RedisVerifyStore:
         """The live generation of every partition that has one, and their checkpoints
         (in the same order); missing partitions are left out of both."""
         partitions = range(self.layout.partitions)
-        names = await self._redis.mget([self.layout.gen(p) for p in partitions])
+        names = await get_each(self._redis, [self.layout.gen(p) for p in partitions])
         gens = {p: as_text(n) for p, n in zip(partitions, names, strict=True) if n is not None}
         if not gens:
             return gens, []
-        cps = await self._redis.mget([self.layout.checkpoint(p, g) for p, g in gens.items()])
+        cps = await get_each(self._redis, [self.layout.checkpoint(p, g) for p, g in gens.items()])
         return gens, [int(c or 0) for c in cps]
 
     async def read(
@@ -50,12 +49,15 @@ class RedisVerifyStore:
         """Views and `ver` entries of `ids`, and the scores of (index, [entry, ...])."""
         base = self.layout.base(partition, generation)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.mget([base + view_suffix(i) for i in ids])
+            # GETs, not one MGET: a Redis Cluster pipeline refuses MGET.
+            for i in ids:
+                pipe.get(base + view_suffix(i))
             pipe.hmget(self.layout.versions(partition, generation), list(ids))
             for index, members in entries:
                 pipe.zmscore(base + index, list(members))
             replies = await pipe.execute()
-        return Stored(replies[0], replies[1], replies[2:])
+        n = len(ids)
+        return Stored(replies[:n], replies[n], replies[n + 1 :])
 
     async def keys(self, partition: int, generation: str, batch: int) -> AsyncIterator[str]:
         """Every key of a generation, as its suffix after the generation's base."""
@@ -121,7 +123,7 @@ class RedisVerifyStore:
             new_version,
             new_view,
             self.layout.checkpoint_channel,
-            partition,
+            self.layout.label(partition),
             len(removes),
         ]
         for index, member in removes:

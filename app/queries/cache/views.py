@@ -116,6 +116,7 @@ class ViewCache:
         # and storing views.
         self.following = False
         self.enabled = False
+        self.layout = ""  # the read-model layout the partitions below are of
         self.hits = 0
         self.misses = 0
         self._entries: OrderedDict[int, _Entry] = OrderedDict()  # keyed by UUID.int
@@ -128,10 +129,14 @@ class ViewCache:
 
     # -- subscription -------------------------------------------------------------------
 
-    def enable(self, positions: Iterable[tuple[int, str | None, int]], read_at: float) -> None:
-        """Subscribed: (partition, live generation or None, checkpoint) read after the
-        subscribe confirmation, by a read that started at `read_at` (clock time)."""
+    def enable(
+        self, positions: Iterable[tuple[int, str | None, int]], read_at: float, layout: str = ""
+    ) -> None:
+        """Subscribed: (partition, live generation or None, checkpoint) of `layout`, read
+        after the subscribe confirmation, by a read that started at `read_at` (clock
+        time)."""
         self.disable()
+        self.layout = layout
         self._parts = {p: Partition(g, cp, cp) for p, g, cp in positions}
         self.following = True
         self.enabled = self.max_bytes > 0

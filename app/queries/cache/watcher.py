@@ -14,7 +14,7 @@ import logging
 from typing import Any, Protocol
 
 from app.queries.cache.views import ViewCache
-from app.queries.notices import ChangeNotice
+from app.queries.notices import ChangeNotice, LayoutChanged, parse_notice
 from app.queries.read_model import ReadModel
 from app.quiet import Quiet
 
@@ -68,22 +68,32 @@ class CheckpointWatcher:
         self._cache.current_as_of(sent_at)
 
     async def received(self, kind: str, data: Any) -> None:
-        notice = None
+        notice: ChangeNotice | LayoutChanged | None = None
         if kind == "message":
             try:
-                notice = ChangeNotice.parse(data)
+                notice = parse_notice(data)
             except ValueError:
                 # Not a notice (a projector of an older release?): what changed is
                 # unknown, so the cache starts again, as after a new subscription.
                 log.warning("not a change notice: %r", data)
-        if notice is not None:
-            self._cache.apply(notice)
-        elif kind in ("subscribe", "message"):
+        if isinstance(notice, ChangeNotice):
+            # Notices of a layout being filled, or of one just retired, are not about
+            # the partitions this process reads: their numbers mean other partitions.
+            if notice.layout == self._read_model.layout_name:
+                self._cache.apply(notice)
+        elif isinstance(notice, LayoutChanged) or kind in ("subscribe", "message"):
+            if isinstance(notice, LayoutChanged):
+                await self._read_model.follow_layout()
             # The first confirmation, or redis-py re-subscribing after it reconnected by
             # itself: notices may have been lost, so start again from what Redis holds.
             self._cache.disable()
             read_at = self._cache.now()
-            self._cache.enable(await self._read_model.positions(), read_at)
+            while True:  # positions of one layout, even if a switch lands meanwhile
+                layout = self._read_model.layout_name
+                positions = await self._read_model.positions()
+                if self._read_model.layout_name == layout:
+                    break
+            self._cache.enable(positions, read_at, layout)
             self._down.over()
         self._notify()
 

@@ -4,7 +4,8 @@
 -- A repair publishes its notice (a repair does not move the checkpoint) in the same step.
 -- KEYS[1] the live generation pointer. ARGV: base, generation, id, the `ver` entry as
 -- checked ('' none), '1'/'0' whether a view was there, the view as checked, the new `ver`
--- entry ('' leave it), the new view ('' delete), channel, partition, n removes,
+-- entry ('' leave it), the new view ('' delete), channel, the partition's notice label,
+-- n removes,
 -- (index, entry)..., n adds, ...
 -- Returns -1 when the generation moved, 0 when the item moved, 1 when repaired.
 if redis.call('GET', KEYS[1]) ~= ARGV[2] then return -1 end

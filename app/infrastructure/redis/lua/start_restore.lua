@@ -1,7 +1,7 @@
 -- The partition has no live generation (a fresh Redis, or one that lost its data): name
 -- the generation to restore (or follow one named already) and announce that the
 -- partition's views are gone. One step, so projectors racing here agree.
--- KEYS: gen, building. ARGV: new generation name, channel, partition.
+-- KEYS: gen, building. ARGV: new generation name, channel, the partition's notice label.
 -- Returns {1, live generation} if there is one after all, else {0, generation to fill}.
 local live = redis.call('GET', KEYS[1])
 if live then return {1, live} end
