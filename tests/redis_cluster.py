@@ -216,6 +216,31 @@ class LocalRedisCluster:
                     return self._ports.index(int(master[1]))
         raise RuntimeError(f"no live node knows who serves slot {slot}")
 
+    def move_slot(self, key: str, to: int, *, batch: int = 10, pause: float = 0.0) -> int:
+        """Move `key`'s slot to node `to` while clients go on, as `redis-cli --cluster
+        reshard` does: IMPORTING on the target, MIGRATING on the source, MIGRATE of
+        `batch` keys at a time (`pause` seconds apart), then the new owner announced to
+        every node. Returns how many keys moved (0 when `to` serves the slot already)."""
+        slot = key_slot(key.encode())
+        source = self.node_of(key)
+        if source == to:
+            return 0
+        with _client(self._ports[source]) as src, _client(self._ports[to]) as dst:
+            src_id, dst_id = src.cluster("MYID"), dst.cluster("MYID")
+            dst.cluster("SETSLOT", slot, "IMPORTING", src_id)
+            src.cluster("SETSLOT", slot, "MIGRATING", dst_id)
+            moved = 0
+            while keys := src.cluster("GETKEYSINSLOT", slot, batch):
+                src.execute_command(
+                    "MIGRATE", "127.0.0.1", self._ports[to], "", 0, 5000, "KEYS", *keys
+                )
+                moved += len(keys)
+                time.sleep(pause)
+            for port in self._live_ports():
+                with _client(port) as r:
+                    r.cluster("SETSLOT", slot, "NODE", dst_id)
+        return moved
+
     def keys_per_node(self, pattern: str) -> list[int]:
         """How many keys match the SCAN `pattern` on each node, in node order (a killed
         node raises). Redis globbing knows * ? [ ] and \\ only; escaping { } is harmless."""

@@ -165,6 +165,14 @@ _redis_down = Quiet(log, "reads refused")
 _postgres_down = Quiet(log, "writes refused")
 
 
+async def on_slot_moving(request: Request, exc: Exception) -> Response:
+    _redis_down.say(f"a Redis Cluster slot is moving ({exc})")
+    return unavailable(
+        "a partition of the read model is moving between Redis Cluster nodes; try again shortly",
+        "read-model-moving",
+    )
+
+
 async def on_redis_error(request: Request, exc: Exception) -> Response:
     _redis_down.say(f"Redis is unavailable ({exc})")
     return unavailable("the read model (Redis) is unreachable", "read-model-unreachable")
@@ -227,7 +235,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConsistencyTimeout, on_consistency_timeout)
     app.add_exception_handler(redis.exceptions.ConnectionError, on_redis_error)
     app.add_exception_handler(redis.exceptions.TimeoutError, on_redis_error)
-    # A Redis Cluster with a node down answers CLUSTERDOWN, or has no node for a slot.
+    # A Redis Cluster with a node down answers CLUSTERDOWN, or has no node for a slot;
+    # one migrating a slot, TRYAGAIN (app/infrastructure/redis/scripts.py).
+    app.add_exception_handler(redis.exceptions.TryAgainError, on_slot_moving)
     app.add_exception_handler(redis.exceptions.ClusterError, on_redis_error)
     app.add_exception_handler(redis.exceptions.RedisClusterException, on_redis_error)
     app.add_exception_handler(WriteModelBusy, on_write_model_busy)

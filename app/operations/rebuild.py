@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from app.infrastructure.postgres import items_reader, leases
 from app.infrastructure.postgres.event_log import PgEventLog
 from app.infrastructure.postgres.pool import Connection, own_connection
-from app.infrastructure.redis.keys import KeyLayout
+from app.infrastructure.redis.keys import LAYOUT_VERSION, KeyLayout
 from app.infrastructure.redis.projection_store import RedisProjectionStore
 from app.infrastructure.redis.rebuild_store import RedisRebuildStore
 from app.operations import repartition
@@ -102,18 +102,21 @@ async def _layouts(
     """The layout readers follow (made now when there is none yet) and the one to build:
     the same, or a new one when the partition count changes."""
     probe, _ = stores.stores(KeyLayout(stores.prefix, stores.default_partitions))
-    followed = await probe.followed_layout()
-    if followed is None:
+    live = await probe.followed_record()
+    if live is None:
         count = partitions or await leases.partition_count(
             conn, stores.prefix, stores.default_partitions
         )
         if dry_run:
             return (KeyLayout(stores.prefix, count),) * 2
-        followed = await probe.create_layout(count)
-    live = KeyLayout(stores.prefix, followed[1], followed[0])
-    if partitions is None or partitions == live.partitions:
+        await probe.create_layout(count)
+        live = await probe.followed_record()
+        assert live is not None
+    count = partitions or live.partitions
+    if count == live.partitions and live.version == LAYOUT_VERSION:
         return live, live
-    return live, KeyLayout(stores.prefix, partitions, f"r{time.time_ns() // 1000}")
+    # Another count, or a layout an earlier release wrote: a new layout beside it.
+    return live, KeyLayout(stores.prefix, count, f"r{time.time_ns() // 1000}")
 
 
 async def _run(

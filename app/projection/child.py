@@ -10,12 +10,12 @@ p99 ~47 ms in the same setting. A thread was measured too (p99 ~62 ms): it still
 for the GIL behind request handling.
 
 The child runs the same `Projector` as `items projector` (its entry point is
-app/bootstrap.py's `projector_process`, handed to the supervisor here by name); the
-advisory lock still makes it the only active one. The parent restarts it if it dies,
-and stops it (SIGTERM, which finishes the batch in hand and releases the lock) when the
-API shuts down. The child asks the kernel for SIGTERM when its parent dies
+app/bootstrap's `projector_process`, handed to the supervisor here by name); it owns
+partitions by leases like any projector. The parent restarts it if it dies, and stops
+it (SIGTERM, which finishes the batch in hand and gives its partitions up) when the API
+shuts down. The child asks the kernel for SIGTERM when its parent dies
 (`die_with_parent`), and also watches its parent's pid (`watch_parent`), so a killed API
-never leaves an orphan projector holding the lock.
+never leaves an orphan projector renewing leases.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class ProjectorChild:
         return None if self._process is None else self._process.pid
 
     def stop(self) -> None:
-        """`run()` then asks the child to finish its batch and release the lock."""
+        """`run()` then asks the child to finish its batch and give its partitions up."""
         self._stopping.set()
 
     async def run(self) -> None:
@@ -107,7 +107,8 @@ class ProjectorChild:
 
     @staticmethod
     async def _end(process: BaseProcess) -> None:
-        """SIGTERM (the batch in hand finishes, the lock is released); kill if it hangs."""
+        """SIGTERM (the batch in hand finishes, the partitions are given up); kill if it
+        hangs."""
         if process.exitcode is not None:
             return
         with contextlib.suppress(ProcessLookupError):

@@ -28,6 +28,7 @@ log = logging.getLogger("items.projector")
 MAX_BACKOFF = 5.0
 FIRST_BACKOFF = 0.05
 RECONNECT_AFTER = 1.0
+CATCH_UP_RETRIES = 5  # transient failures in a row a catch-up waits out
 
 # Names a failure that is a store not ready yet (unreachable, loading its data, not
 # migrated): the reason, in a few words; None for anything else (logged with its
@@ -160,9 +161,23 @@ class Projector:
 
     async def catch_up(self, log_: EventLog) -> None:
         """Run steps on `log_` until the targets have caught up with the log (a rebuild's
-        generation, which no live projector writes to): no ownership, no NOTIFY."""
+        generation, which no live projector writes to): no ownership, no NOTIFY. A store
+        that is only slow or briefly away (a Redis timeout under load) is waited out a
+        few times, as the live projector would; anything else ends the catch-up."""
+        failures = 0
         while True:
-            pause = await self.step.step(log_)
+            try:
+                pause = await self.step.step(log_)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                reason = self._transient(exc)
+                if reason is None or failures > CATCH_UP_RETRIES:
+                    raise
+                self._waiting.say(reason)
+                self.step.forget()
+                await asyncio.sleep(min(FIRST_BACKOFF * 2**failures, MAX_BACKOFF))
+                continue
             if pause is None:
                 return
             if pause:

@@ -20,10 +20,11 @@ _PROJECTION_EXAMPLE: dict[str, Any] = {
     "lag_events": 0,
     "lag_seconds": 0.0,
     "read_model": "live",
+    "layout": {"name": "", "partitions": 1},
     "partitions": [
         {
             "partition": 0,
-            "generation": "1",
+            "generation": "g1796140000000000",
             "checkpoint": 42,
             "restoring": False,
             "restore_generation": None,
@@ -32,15 +33,18 @@ _PROJECTION_EXAMPLE: dict[str, Any] = {
             "rebuild_generation": None,
             "rebuild_checkpoint": None,
             "lag_events": 0,
+            "epoch": 7,
+            "owner": {
+                "pid": 4242,
+                "host": "api-1",
+                "member": "api-1:4242:5f3a9c1e",
+                "since": "2026-11-28T09:30:00.123456+00:00",
+                "lease_until": "2026-11-28T09:41:05.000000+00:00",
+            },
         }
     ],
-    "projector": {
-        "pid": 4242,
-        "since": "2026-11-28T09:30:00.123456+00:00",
-        "state_change": "2026-11-28T09:30:01.000000+00:00",
-        "application_name": None,
-        "client_addr": "127.0.0.1",
-    },
+    "owned_partitions": 1,
+    "projectors": 1,
     "dead_letters": 0,
     "view_cache": {
         "enabled": True,
@@ -79,7 +83,7 @@ _PROJECTION_EXAMPLE: dict[str, Any] = {
 async def projection_status(c: ContainerDep) -> Response:
     """Where the projection stands, as `items status --json` prints it: head of the
     event log, per-partition generation and checkpoint, restores and rebuilds in
-    progress, lag in events and seconds, the projector lock holder, dead letters, and
+    progress, lag in events and seconds, each partition's owner and epoch, dead letters, and
     this process's view and list page caches (entries, bytes, hits, misses)."""
     found = await c.status()
     # This process's caches (each API process has its own).

@@ -18,7 +18,13 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import BusyLoadingError, ClusterDownError, MaxConnectionsError, RedisError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    MaxConnectionsError,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -109,4 +115,6 @@ def not_ready(exc: BaseException) -> str | None:
         return f"Redis is unreachable ({exc})"
     if isinstance(exc, ClusterDownError):
         return f"Redis Cluster is not serving every slot ({exc})"
+    if isinstance(exc, TryAgainError):
+        return "a Redis Cluster slot is moving between nodes"
     return None

@@ -33,6 +33,12 @@ import zlib
 from dataclasses import dataclass
 from uuid import UUID
 
+# The version of this key layout. A release that changes it (what a key holds, or how it
+# is named) bumps it; `items rebuild` then builds a new layout beside the live one and
+# switches readers to it, as it does for a new partition count, so a live deployment
+# moves without downtime (the release must still read the version before it).
+LAYOUT_VERSION = 1
+
 CHECKPOINT = "cp"
 VERSIONS = "ver"
 VIEW = "v:"
@@ -43,6 +49,7 @@ class KeyLayout:
     prefix: str
     partitions: int
     name: str = ""  # the layout: '' for the first one, then one per repartitioning
+    version: int = LAYOUT_VERSION
 
     def partition_of(self, item_id: UUID | str) -> int:
         if self.partitions == 1:
@@ -63,7 +70,8 @@ class KeyLayout:
         return layout_key(self.prefix)
 
     def encode(self) -> str:
-        return json.dumps({"name": self.name, "partitions": self.partitions})
+        record = {"name": self.name, "partitions": self.partitions, "version": self.version}
+        return json.dumps(record)
 
     def gen(self, partition: int) -> str:
         return f"{self.tag(partition)}:gen"
@@ -102,7 +110,8 @@ def layout_key(prefix: str) -> str:
 
 def decode_layout(prefix: str, raw: bytes | str) -> KeyLayout:
     record = json.loads(raw)
-    return KeyLayout(prefix, int(record["partitions"]), str(record["name"]))
+    version = int(record.get("version", 1))
+    return KeyLayout(prefix, int(record["partitions"]), str(record["name"]), version)
 
 
 def view_suffix(item_id: str) -> str:

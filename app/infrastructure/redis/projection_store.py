@@ -14,7 +14,12 @@ from uuid import UUID
 
 from app.infrastructure.redis import scripts
 from app.infrastructure.redis.client import RedisClient, get_each
-from app.infrastructure.redis.keys import KeyLayout, decode_layout, scan_pattern
+from app.infrastructure.redis.keys import (
+    LAYOUT_VERSION,
+    KeyLayout,
+    decode_layout,
+    scan_pattern,
+)
 from app.projection.fold import ItemState, ViewOp
 from app.projection.ports import BaseMoved, Fenced, Target
 from app.queries import views
@@ -45,19 +50,21 @@ class RedisProjectionStore:
     # -- layouts ------------------------------------------------------------------------
 
     async def followed_layout(self) -> tuple[str, int] | None:
+        followed = await self.followed_record()
+        return None if followed is None else (followed.name, followed.partitions)
+
+    async def followed_record(self) -> KeyLayout | None:
+        """The layout record as readers follow it, version included."""
         raw = await self._redis.get(self.layout.root)
-        if raw is None:
-            return None
-        followed = decode_layout(self.layout.prefix, raw)
-        return followed.name, followed.partitions
+        return None if raw is None else decode_layout(self.layout.prefix, raw)
 
     async def create_layout(self, partitions: int) -> tuple[str, int]:
         first = KeyLayout(self.layout.prefix, partitions)
         await self._redis.set(first.root, first.encode(), nx=True)
         return await self.followed_layout() or (first.name, first.partitions)
 
-    def follow(self, name: str, partitions: int) -> None:
-        self.layout = KeyLayout(self.layout.prefix, partitions, name)
+    def follow(self, name: str, partitions: int, version: int = LAYOUT_VERSION) -> None:
+        self.layout = KeyLayout(self.layout.prefix, partitions, name, version)
 
     async def switch_layout(self, to: KeyLayout) -> bool:
         """Make readers follow `to` instead of this store's layout, in one step; False
@@ -65,7 +72,13 @@ class RedisProjectionStore:
         notice = LayoutChanged(to.name, to.partitions).encode()
         switched = await self._switch_layout(
             keys=[self.layout.root],
-            args=[self.layout.encode(), to.encode(), self.layout.checkpoint_channel, notice],
+            args=[
+                self.layout.name,
+                self.layout.partitions,
+                to.encode(),
+                self.layout.checkpoint_channel,
+                notice,
+            ],
         )
         return int(switched) == 1
 

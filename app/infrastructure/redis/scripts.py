@@ -1,17 +1,31 @@
 """The read model's Lua scripts: kept as .lua files in lua/ beside this module, read
 once per process, and registered on a client by name (redis-py sends EVALSHA, and the
-source only when Redis does not know the script yet, after a restart say)."""
+source only when Redis does not know the script yet, after a restart say).
+
+A script touches the keys of one partition only (one hash tag, one slot), some of them
+not declared in KEYS because their names depend on what it reads first (the live
+generation). While a Redis Cluster migrates that slot between nodes, Redis 7 refuses
+such a script once a key it reaches has moved ("Script attempted to access a non local
+key"), rather than let it see the key as missing. That is the slot's TRYAGAIN: raised as
+redis-py's TryAgainError, which readers answer with 503 and Retry-After and the
+projector waits out, until the migration is over and MOVED sends the call on.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError, TryAgainError
 
 from app.infrastructure.redis.client import RedisClient
 
 LUA = Path(__file__).with_name("lua")
+NON_LOCAL = "non local key"
+
+Script = Callable[..., Awaitable[Any]]
 
 
 @cache
@@ -19,6 +33,19 @@ def source(name: str) -> str:
     return (LUA / f"{name}.lua").read_text()
 
 
-def register(redis: RedisClient, name: str) -> AsyncScript:
-    script: AsyncScript = redis.register_script(source(name))
-    return script
+def register(redis: RedisClient, name: str) -> Script:
+    script = redis.register_script(source(name))
+
+    async def call(
+        keys: Sequence[str] | None = None, args: Sequence[str | bytes | int | float] | None = None
+    ) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except ResponseError as exc:
+            if NON_LOCAL in str(exc):
+                raise TryAgainError(
+                    f"a Redis Cluster slot is moving between nodes ({exc})"
+                ) from exc
+            raise
+
+    return call
