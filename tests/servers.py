@@ -316,6 +316,8 @@ def items_env(settings: Settings, **overrides: str) -> dict[str, str]:
         PROJECTOR_BATCH_SIZE=str(settings.projector_batch_size),
         PROJECTOR_POLL_INTERVAL="0.2",
         LOG_LEVEL="info",
+        # Whatever a .env in the working folder says (compose's says production).
+        ENVIRONMENT="development",
     )
     env.update(overrides)
     return env
@@ -386,17 +388,21 @@ class Spawner:
                 process.signal(signal.SIGCONT)  # a stopped process cannot die of SIGKILL
                 with contextlib.suppress(ProcessLookupError):
                     await process.kill()
+            # And whatever it started that outlived it: uvicorn's workers survive a
+            # SIGKILLed supervisor, as the projector child survives its API for the
+            # second it takes to notice. Each process leads a session of its own.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
 
-    async def start(
-        self, name: str, args: list[str], env: dict[str, str], *, own_group: bool = False
-    ) -> ItemsProcess:
-        """`own_group`: in a process group (session) of its own, as a shell runs a
-        command, so a test can signal the whole group as a Ctrl-C would."""
+    async def start(self, name: str, args: list[str], env: dict[str, str]) -> ItemsProcess:
+        """Every process leads a session (process group) of its own, as a shell runs a
+        command: a test may signal the whole group as a Ctrl-C would, and what the
+        process starts is killed with it at the end."""
         log_path = self.log_dir / f"{name}-{len(self.started)}.log"
         with log_path.open("wb") as out:
             process = await asyncio.create_subprocess_exec(
                 ITEMS, *args, env=env, cwd=self.log_dir, stdout=out, stderr=out,
-                start_new_session=own_group,
+                start_new_session=True,
             )  # fmt: skip
         started = ItemsProcess(name, process, log_path)
         self.started.append(started)
@@ -473,6 +479,7 @@ def serving(
         "API_KEYS": "",
         "READ_REQUIRES_KEY": "false",
         "CORS_ORIGINS": "",
+        "ENVIRONMENT": "development",
         **extra_env,
     }
     url = f"http://127.0.0.1:{port}"

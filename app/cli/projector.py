@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import argparse
+import typer
 
 from app import bootstrap
 from app.bootstrap import Container
-from app.cli.common import OK, Subparsers, operate
+from app.cli.common import OK, begin, finish, operate
+
+SHORT = "run the projector on its own"
+HELP = (
+    "Project events into Redis. Projectors divide the partitions between them, each "
+    "owning a fair share, and take over a dead or stuck one's; SIGTERM finishes the batch "
+    "in hand and gives its partitions up at once."
+)
 
 
-def register(sub: Subparsers) -> None:
-    projector = sub.add_parser(
-        "projector",
-        help="run the projector on its own",
-        description="Project events into Redis. Only one projector is active at a time; "
-        "others wait and take over if it dies.",
-    )
-    projector.set_defaults(func=run)
+def register(app: typer.Typer) -> None:
+    app.command("projector", help=HELP, short_help=SHORT)(command)
 
 
-def run(args: argparse.Namespace) -> int:
+def command() -> None:
+    begin("projector")
+
     async def work(container: Container) -> int:
         await bootstrap.run_projector(container)
         return OK
 
-    return operate(work)
+    finish(operate(work))

@@ -1,4 +1,5 @@
-"""`items serve [--workers N]`: migrate, then serve the API (uvicorn) with its projector.
+"""`items serve [--host] [--port] [--access-log] [--workers N]`: migrate, then serve the
+API (uvicorn) with its projector.
 
 With one worker the API process runs the projector's supervisor itself (its lifespan,
 app/api/app.py). With N workers uvicorn's supervising process binds the port and starts
@@ -9,13 +10,15 @@ embedded servers (when no URL is set) are started before any worker, here.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
+from typing import Annotated
 
-from app import bootstrap
-from app.cli.common import UNREACHABLE, Subparsers, complain, settings
+import typer
+
+from app import bootstrap, metrics, proctitle
+from app.cli.common import UNREACHABLE, begin, complain, finish, outage, settings, unreachable
 from app.projection.child import ChildInThread
 
 # uvicorn loads these by name: the CLI starts the web stack without importing it.
@@ -23,35 +26,46 @@ APP_FACTORY = "app.api.app:serving_app"
 HTTP_PROTOCOL = "app.api.http_protocol:ProblemHttpToolsProtocol"  # problem+json 400s
 GRACEFUL_SHUTDOWN = 10  # seconds uvicorn lets requests in flight finish on SIGTERM
 
-
-def register(sub: Subparsers) -> None:
-    serve = sub.add_parser(
-        "serve",
-        help="migrate, then serve the API with the in-process projector",
-        description="Serve the HTTP API (uvicorn). Reads HOST, PORT, DATABASE_URL and "
-        "REDIS_URL; starts embedded PostgreSQL/Redis for any URL that is unset.",
-    )
-    serve.add_argument("--host", help="overrides HOST")
-    serve.add_argument("--port", type=int, help="overrides PORT")
-    serve.add_argument("--access-log", action="store_true", help="log every request")
-    serve.add_argument(
-        "--workers",
-        type=int,
-        help="overrides WORKERS: API processes on the one port (default 1); the projector "
-        "runs once beside them",
-    )
-    serve.set_defaults(func=run)
+SHORT = "migrate, then serve the API with the in-process projector"
+HELP = (
+    "Serve the HTTP API (uvicorn). Reads HOST, PORT, DATABASE_URL and REDIS_URL; starts "
+    "embedded PostgreSQL/Redis for any URL that is unset."
+)
 
 
-def run(args: argparse.Namespace) -> int:
+def register(app: typer.Typer) -> None:
+    app.command("serve", help=HELP, short_help=SHORT)(command)
+
+
+def command(
+    host: Annotated[str | None, typer.Option(help="overrides HOST", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option(help="overrides PORT", show_default=False)] = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="log every request (sets ACCESS_LOG)")
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="overrides WORKERS: API processes on the one port (default 1); the "
+            "projector runs once beside them",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    begin("api")
+    finish(run(host, port, access_log, workers))
+
+
+def run(host: str | None, port: int | None, access_log: bool, workers: int | None) -> int:
     import uvicorn
 
     configured = settings()
-    workers = args.workers or configured.workers
-    if workers < 1:
+    count = configured.workers if workers is None else workers
+    if count < 1:
         complain("items serve", "--workers must be at least 1")
         return UNREACHABLE
-    if workers > 1 and configured.random_signing_key:
+    if count > 1 and configured.random_signing_key:
         # Each worker would sign with a key of its own: a cursor, token or ETag-bearing
         # answer from one would be refused by the next.
         complain(
@@ -61,11 +75,30 @@ def run(args: argparse.Namespace) -> int:
             "the others",
         )
         return UNREACHABLE
-    bootstrap.migrate(configured)
+    if count > 1:
+        proctitle.name("api supervisor")  # the workers are `items: api worker`
+    try:
+        bootstrap.migrate(configured)
+    except Exception as exc:
+        if (cause := outage(exc)) is None:
+            raise
+        return unreachable(cause)
+    if access_log:
+        # The service writes its own access lines (with the request id); every worker
+        # reads its settings from the environment, so that is where the flag goes.
+        os.environ["ACCESS_LOG"] = "true"
+    # Every process of this serve (workers, projector child) counts into files of one
+    # folder, and a scrape of any worker sums them (app/metrics.py). Named before any of
+    # them starts, so that each inherits it; an operator's own folder is kept.
+    folder = None if metrics.multiprocess() else metrics.prepare_multiprocess()
     projector = None
-    if workers > 1 and configured.projector_in_process:
+    if count > 1 and configured.projector_in_process:
         os.environ["PROJECTOR_SUPERVISED"] = "true"  # the workers read it: none starts one
-        projector = ChildInThread(bootstrap.projector_process, (configured,))
+        projector = ChildInThread(
+            bootstrap.projector_process,
+            (configured,),
+            stalled_after=configured.projector_stalled_after,
+        )
         projector.start()
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it; with Python's
     # default handler that would end the process before atexit stops the embedded
@@ -75,11 +108,14 @@ def run(args: argparse.Namespace) -> int:
         uvicorn.run(
             APP_FACTORY,
             factory=True,
-            host=args.host or configured.host,
-            port=args.port or configured.port,
-            workers=workers,
+            host=host or configured.host,
+            port=port or configured.port,
+            workers=count,
             log_level=configured.log_level,
-            access_log=args.access_log,
+            # Logging is this service's own (app/logs.py: text or JSON, secrets redacted),
+            # and so is the access log (ACCESS_LOG, above): uvicorn configures neither.
+            log_config=None,
+            access_log=False,
             loop="uvloop",
             http=HTTP_PROTOCOL,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
@@ -87,4 +123,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if projector is not None:
             projector.stop()  # after the workers have drained
+        if folder is not None:
+            metrics.cleanup_multiprocess(folder)
     return 0

@@ -2,36 +2,53 @@
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
 
 from app.bootstrap import Container
-from app.cli.common import FOUND, OK, UNREACHABLE, Subparsers, complain, operate, say
+from app.cli.common import FOUND, OK, UNREACHABLE, begin, complain, finish, operate, say
+from app.cli.progress import Meter
 from app.operations.progress import Progress
 from app.operations.verify import VerifyReport, VerifyTimeout
 
 LISTED = 20  # ids named per kind in a summary
 
+SHORT = "compare the read model with PostgreSQL"
+HELP = (
+    "Wait (bounded) for the projection to reach the head position read at the start, then "
+    "compare every item in PostgreSQL with its Redis view and the list indexes with the "
+    "live items. Exit 0 when they match, 1 when they differ, 2 when the projection did not "
+    "catch up in time (or a store is unreachable)."
+)
+# A step of the comparison itself, with items done (and the total when known), for the
+# bar; the operation may report it per batch (app/operations/verify/).
+COMPARING = "verify.comparing"
 
-def register(sub: Subparsers) -> None:
-    verify = sub.add_parser(
-        "verify",
-        help="compare the read model with PostgreSQL",
-        description="Wait (bounded) for the projection to reach the head position read at "
-        "the start, then compare every item in PostgreSQL with its Redis view and the list "
-        "indexes with the live items. Exit 0 when they match, 1 when they differ, 2 when "
-        "the projection did not catch up in time.",
-    )
-    verify.add_argument("--repair", action="store_true", help="fix what differs from PostgreSQL")
-    verify.add_argument(
-        "--wait", type=float, default=30.0, help="seconds to wait for the projection"
-    )
-    verify.add_argument("--batch-size", type=int, default=1000, help="items compared per batch")
-    verify.set_defaults(func=run)
+
+def register(app: typer.Typer) -> None:
+    app.command("verify", help=HELP, short_help=SHORT)(command)
+
+
+def command(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="fix what differs from PostgreSQL")
+    ] = False,
+    wait: Annotated[float, typer.Option(help="seconds to wait for the projection")] = 30.0,
+    batch_size: Annotated[
+        int, typer.Option(min=1, metavar="N", help="items compared per batch")
+    ] = 1000,
+) -> None:
+    begin("verify")
+    finish(run(repair, wait, batch_size))
 
 
 def progress_line(step: Progress) -> str:
     if step.stage == "verify.waiting":
         return "waiting for the projection to reach the head of the event log"
+    if step.stage == COMPARING:
+        return f"checking: {step.done} item(s) in {step.seconds:.1f}s"
     if step.stage == "verify.compared":
         return f"checked {step.done} item(s) in {step.seconds:.1f}s"
     if step.stage == "verify.repairing":
@@ -39,6 +56,30 @@ def progress_line(step: Progress) -> str:
     if step.stage == "verify.changed-while-repairing":
         return f"item {step.item} changed while repairing; left to the projector"
     return f"repaired {step.done} item(s); verifying again"
+
+
+class Shown:
+    """The verify's progress: each stage's line as it comes (stdout), and on a terminal
+    a bar (stderr) from the wait for the projection to the end of the comparison."""
+
+    def __init__(self, out: Callable[[str], None], tty: bool | None = None) -> None:
+        self.out = out
+        self.meter = Meter("verify", out, tty)
+
+    def __enter__(self) -> Shown:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.meter.close()
+
+    def __call__(self, step: Progress) -> None:
+        if step.stage == COMPARING:
+            self.meter.show(step.done, step.total, step.seconds)
+            return
+        self.meter.close()
+        self.out(progress_line(step))
+        if step.stage in ("verify.waiting", "verify.repaired"):
+            self.meter.waiting("verify: waiting for the projection, then comparing")
 
 
 def summary(report: VerifyReport) -> list[str]:
@@ -78,15 +119,13 @@ def _listing(kind: str, count: int, names: list[str]) -> str:
     return f"{kind}: {count}: {shown}{more}"
 
 
-def run(args: argparse.Namespace) -> int:
+def run(repair: bool, wait: float, batch_size: int) -> int:
     async def work(container: Container) -> int:
         try:
-            report = await container.verify(
-                repair=args.repair,
-                wait=args.wait,
-                batch=args.batch_size,
-                progress=lambda step: say(progress_line(step)),
-            )
+            with Shown(say) as shown:
+                report = await container.verify(
+                    repair=repair, wait=wait, batch=batch_size, progress=shown
+                )
         except VerifyTimeout as exc:
             complain("items verify", str(exc))
             return UNREACHABLE

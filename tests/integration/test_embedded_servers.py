@@ -120,7 +120,7 @@ async def test_servers_outlive_their_clients_and_what_clients_saved_survives_a_r
 
         # Everything again, on the same folder: what the client saved still works. The
         # API first, in a group of its own as a shell would run it: it starts the servers.
-        serve = await spawn.start("serve", ["serve"], api_env, own_group=True)
+        serve = await spawn.start("serve", ["serve"], api_env)
         await wait_ready(base, serve, within=90)
         projector = await spawn.start("projector", ["projector"], env)
         following = await api.get(ITEMS_PATH, params={"limit": 2, "cursor": cursor})

@@ -1,0 +1,72 @@
+"""/metrics of a real `items serve --workers 2` (issue 17): prometheus-client's
+multiprocess mode sums what every process counted, whichever worker is scraped.
+
+The projector runs in a child of the supervising process, never in a worker, so the
+projected counter can only reach a worker's /metrics through the shared folder; the
+POSTs land on both workers, so the HTTP counter of one scrape is right only if it sums
+them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.settings import Settings
+from tests.helpers import eventually
+from tests.servers import Spawner, free_port, items_env, wait_ready
+
+pytestmark = pytest.mark.slow
+
+ITEMS = "/api/v1/items"
+WRITES = 40
+POST_ROUTE = re.compile(
+    r'^http_requests_total\{method="POST",route="/api/v1/items",status="201"\} (\S+)$', re.M
+)
+PROJECTED = re.compile(r"^items_events_projected_total\{partition=\"\d+\"\} (\S+)$", re.M)
+
+
+def _sum(pattern: re.Pattern[str], text: str) -> float:
+    return sum(float(value) for value in pattern.findall(text))
+
+
+async def test_a_scrape_of_any_worker_counts_every_process(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**items_env(settings, PROJECTION_PARTITIONS="2"), "PORT": str(port)}
+    async with Spawner(tmp_path) as spawn:
+        serve = await spawn.start("serve", ["serve", "--workers", "2"], env)
+        await wait_ready(base, serve, within=60)
+        pids = set()
+        for n in range(WRITES):
+            # A connection each: uvicorn's workers share one socket, so the writes are
+            # spread over both of them.
+            async with httpx.AsyncClient(base_url=base) as client:
+                pids.add((await client.get("/healthz")).json()["pid"])
+                created = await client.post(ITEMS, json={"name": f"m{n}", "price": "1.00"})
+                assert created.status_code == 201, created.text
+        assert len(pids) == 2, f"every connection landed on one worker: {pids}"
+
+        scraped_by: set[int] = set()
+
+        async def scrape() -> tuple[float, float]:
+            async with httpx.AsyncClient(base_url=base) as client:
+                scraped_by.add((await client.get("/healthz")).json()["pid"])
+                got = await client.get("/metrics")
+            assert got.status_code == 200, got.text
+            return _sum(POST_ROUTE, got.text), _sum(PROJECTED, got.text)
+
+        # The counters are flushed once a second; the projection catches up in less.
+        await eventually(scrape, lambda c: c == (WRITES, WRITES), within=15)
+        # Whichever worker answers, the same totals (each read every process's files).
+        for _ in range(40):
+            assert await scrape() == (WRITES, WRITES)
+            if scraped_by == pids:
+                break
+        assert scraped_by == pids
+        assert await serve.stop() == 0
