@@ -40,6 +40,11 @@ class Config:
     server_cpu: int
     load_cpu: int
     pinned: bool
+    cpus: list[int]
+    scale: bool
+    scale_items: int
+    scale_events: int
+    scale_duration: int
     run_id: str = field(default_factory=lambda: f"{int(time.time())}_{secrets.token_hex(3)}")
 
     @property
@@ -60,10 +65,11 @@ def config(argv: list[str] | None) -> Config:
     cpus = sorted(os.sched_getaffinity(0))
     pinned = len(cpus) >= 2
     shared = Path(env("BENCH_SHARED") or ROOT.parent / "shared" / "bench")
+    items, duration = num("BENCH_ITEMS", 100_000, 200), num("BENCH_DURATION", 10, 1)
     return Config(
         smoke=args.smoke,
-        items=num("BENCH_ITEMS", 100_000, 200),
-        duration=num("BENCH_DURATION", 10, 1),
+        items=items,
+        duration=duration,
         connections=num("BENCH_CONNECTIONS", 64, 64),
         warmup=num("BENCH_WARMUP", 2, 0),
         rebuild_items=num("BENCH_REBUILD_ITEMS", 1_000_000, 2000),
@@ -75,4 +81,9 @@ def config(argv: list[str] | None) -> Config:
         server_cpu=cpus[0],
         load_cpu=cpus[1] if pinned else cpus[0],
         pinned=pinned,
+        cpus=cpus,
+        scale=env("BENCH_SCALE", "1") != "0",
+        scale_items=num("BENCH_SCALE_ITEMS", min(items, 20_000), min(items, 20_000)),
+        scale_events=num("BENCH_SCALE_EVENTS", 20_000, 500),
+        scale_duration=num("BENCH_SCALE_DURATION", max(3, duration // 2), 1),
     )

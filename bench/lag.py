@@ -6,7 +6,6 @@ events back from the log."""
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from redis.asyncio import Redis
 
 from app.infrastructure.postgres.event_log import PgEventLog
 from app.infrastructure.redis.keys import KeyLayout
-from app.queries.notices import ChangeNotice
+from app.queries.notices import ChangeNotice, parse_notice
 
 from .config import Config
 from .loads import wrk
@@ -36,16 +35,28 @@ MEASURED = (
 )
 
 
-async def mix_with_lag(cfg: Config, base: str, prefix: str, database_url: str, ids_file: Path
-                       ) -> tuple[dict[str, Any], list[float]]:  # fmt: skip
-    """The 95/5 mix, and the projection lag of every write it made: from the database's
-    clock at the event's INSERT (`recorded_at`: the write transaction's last statement,
-    one round trip before its COMMIT) to the moment this driver received the checkpoint
-    notice covering it, which the projector publishes in the same Lua script that writes
-    the view (so: visible in Redis). In milliseconds."""
-    layout = KeyLayout(prefix, int(os.environ.get("PROJECTION_PARTITIONS", "1")))
+async def mix_with_lag(
+    cfg: Config,
+    base: str,
+    prefix: str,
+    database_url: str,
+    ids_file: Path,
+    *,
+    redis_url: str,
+    partitions: int,
+    duration: int | None = None,
+) -> tuple[dict[str, Any], list[float]]:
+    """The 95/5 mix (`duration` seconds, default cfg.duration), and the projection lag of
+    every write it made: from the database's clock at the event's INSERT (`recorded_at`:
+    the write transaction's last statement, one round trip before its COMMIT) to the
+    moment this driver received the checkpoint notice covering it, which the projector
+    publishes in the same Lua script that writes the view (so: visible in Redis). In
+    milliseconds. `redis_url`: where to subscribe to the notices (a single Redis, or any
+    one node of a cluster: a PUBLISH reaches the subscribers of every node);
+    `partitions`: the read model's partition count (which partition a write lands in)."""
+    layout = KeyLayout(prefix, partitions)
     conn = await asyncpg.connect(database_url)
-    r = Redis.from_url(cfg.redis_url)
+    r = Redis.from_url(redis_url)
     seen: list[tuple[float, int, int]] = []  # (arrival, partition, checkpoint)
     stop = asyncio.Event()
 
@@ -54,8 +65,9 @@ async def mix_with_lag(cfg: Config, base: str, prefix: str, database_url: str, i
             msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
             if msg is not None:
                 at = time.time()
-                notice = ChangeNotice.parse(msg["data"])
-                seen.append((at, notice.partition, notice.checkpoint))
+                notice = parse_notice(msg["data"])
+                if isinstance(notice, ChangeNotice) and not notice.layout:
+                    seen.append((at, notice.partition, notice.checkpoint))
 
     def reached(part: int) -> int:
         return max((cp for _, p, cp in seen if p == part), default=0)
@@ -66,7 +78,7 @@ async def mix_with_lag(cfg: Config, base: str, prefix: str, database_url: str, i
             before = await PgEventLog(conn).head()
             listener = asyncio.create_task(listen())
             try:
-                result = await asyncio.to_thread(wrk, cfg, base, "mix", ids_file=ids_file)
+                result = await asyncio.to_thread(wrk, cfg, base, "mix", duration, ids_file=ids_file)
                 rows = await conn.fetch(MIX_EVENTS, before)
                 events = [(int(x["position"]), layout.partition_of(x["item_id"]),
                            float(x["recorded_at"].timestamp())) for x in rows]  # fmt: skip

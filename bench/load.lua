@@ -1,12 +1,14 @@
 -- The one wrk script of the bench; MODE picks the load (all ids are random, keep-alive):
 --   get    GET PREFIX..<id>             ids from IDS_FILE, one a line
 --   list   GET one of PATHS             paths separated by "|", picked at random
+--   graphql POST /graphql                item(id) of a random id, every field of REST's answer
 --   post   POST PREFIX                  a new item
 --   patch  PATCH PREFIX..<id>           {"price": "<random>"}
 --   mix    95% get, 5% writes           the writes half post, half patch
 --   seed   post until SEED_COUNT items exist, their ids written to IDS_OUT
 --   sweep  GET every id of IDS_FILE once, in order (then on, round again); once every
---          one was answered, the file SWEEP_DONE is written (the driver stops wrk)
+--          one was answered (SWEEP_ROUNDS times, default once: as many answers), the
+--          file SWEEP_DONE is written (the driver stops wrk)
 -- PREFER (optional): the Prefer header of every write (respond-async: answer at commit).
 -- done() prints one line: RESULT rps=… p50_ms=… p99_ms=… errors=… requests=…
 local mode = os.getenv("MODE") or "get"
@@ -41,6 +43,12 @@ local function patch()
   return wrk.format("PATCH", prefix .. ids[math.random(#ids)], json, body)
 end
 
+local function graphql()
+  local body = string.format('{"query":"query($id: ID!){item(id: $id){id name description '
+    .. 'price tags version createdAt updatedAt}}","variables":{"id":"%s"}}', ids[math.random(#ids)])
+  return wrk.format("POST", "/graphql", json, body)
+end
+
 local function list()
   return wrk.format("GET", paths[math.random(#paths)])
 end
@@ -58,14 +66,15 @@ local function sweep()
   return wrk.format("GET", prefix .. ids[swept])
 end
 
-local modes = { sweep = sweep, get = get, post = post, patch = patch, list = list, mix = mix, seed = post }
+local modes = { sweep = sweep, get = get, post = post, patch = patch, list = list, mix = mix,
+  seed = post, graphql = graphql }
 request = modes[mode]
 
 if mode == "sweep" then
-  local answered = 0
+  local answered, rounds = 0, tonumber(os.getenv("SWEEP_ROUNDS") or "1")
   response = function()
     answered = answered + 1
-    if answered == #ids then
+    if answered == rounds * #ids then
       local f = assert(io.open(os.getenv("SWEEP_DONE"), "w"))
       f:write("done\n")
       f:close()

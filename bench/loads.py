@@ -102,16 +102,19 @@ def seed_api(cfg: Config, base: str, n: int, ids_out: Path) -> float:
     return time.monotonic() - began
 
 
-def warm_views(cfg: Config, base: str, ids_file: Path, within: float = 600.0) -> float:
+def warm_views(cfg: Config, base: str, ids_file: Path, within: float = 600.0, rounds: int = 1
+               ) -> float:  # fmt: skip
     """GET every id once, in order (wrk, 64 connections, load CPU): the steady state of a
     long-running service, whose view cache holds every view it was asked for (100,000
     views take about 40 MiB of the default 64). Random reads for a few seconds leave most
     ids unread: a 2 s warm-up and a 10 s run at ~9k rps read about 60% of 100,000 ids, so
-    the run measured mostly first reads. Returns the seconds it took."""
+    the run measured mostly first reads. `rounds`: read every id that many times (API
+    workers each have their own cache, and each read reaches one of them). Returns the
+    seconds it took."""
     done = ids_file.with_suffix(".warm")
     done.unlink(missing_ok=True)
     env = {**os.environ, "MODE": "sweep", "PREFIX": ITEMS, "IDS_FILE": str(ids_file),
-           "SWEEP_DONE": str(done)}  # fmt: skip
+           "SWEEP_DONE": str(done), "SWEEP_ROUNDS": str(rounds)}  # fmt: skip
     began = time.monotonic()
     with open_ended_wrk(cfg, base, env, int(within), "5s") as proc:
         while not done.exists():

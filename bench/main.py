@@ -1,6 +1,7 @@
 """One run of the bench, in order: settings and servers, the pin, the service, the
-references, the rebuild, then the report. Whatever fails, the processes are stopped, the
-databases and keys removed, and the partial results still printed and written."""
+references, the rebuild, the scale part (BENCH_SCALE=0 skips it), then the report.
+Whatever fails, the processes are stopped, the databases and keys removed, and the
+partial results still printed and written."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from typing import Any
 from . import report
 from .config import config
 from .console import say
+from .grpc_bench import NOTE as GRPC_NOTE
+from .metrics_cost import NOTE as METRICS_NOTE
 from .processes import Processes, terminate_as_exit
 from .rebuild import bench_rebuild
 from .references import bench_references
+from .scale import bench_scale
 from .servers import choose_servers
 from .service import STEADY_STATE_NOTE, bench_service
 from .stores import Stores
@@ -46,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             "connections": cfg.connections,
             "rebuild_items": cfg.rebuild_items,
             "rebuild_batch": cfg.rebuild_batch,
+            "scale": cfg.scale,
             "references": str(cfg.shared),
         },
         "measurements": {},
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             service, lag = bench_service(cfg, procs, stores, tmp)
             results["measurements"].update(service)
-            results["notes"].append(STEADY_STATE_NOTE)
+            results["notes"] += [STEADY_STATE_NOTE, GRPC_NOTE, METRICS_NOTE]
             results["projection_lag"] = lag
             if (cfg.shared / "ceiling.py").exists() and (cfg.shared / "peer_seed.py").exists():
                 results["measurements"].update(bench_references(cfg, procs, stores, tmp))
@@ -71,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                 results["notes"].append(note)
                 say(f"note: {note}")
             results["rebuild"] = bench_rebuild(cfg, procs, stores)
+            if cfg.scale:
+                results["scale"] = {}  # filled as it goes: a failure keeps what came first
+                bench_scale(cfg, procs, stores, tmp, results["scale"])
         except Exception as exc:  # noqa: BLE001 - reported, partial results kept
             failed = True
             results["error"] = f"{type(exc).__name__}: {exc}"
@@ -81,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             procs.stop_all()
             stores.cleanup()
     results["finished"] = datetime.now(UTC).isoformat()
+    results["machine"]["load_average_at_end"] = list(os.getloadavg())
     report.ratios(results)
     results["targets"] = report.targets(results)
     path = report.write(results, cfg)

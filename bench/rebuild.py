@@ -16,7 +16,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.infrastructure.postgres.event_log import PgEventLog
-from app.infrastructure.redis.keys import KeyLayout
+from app.infrastructure.redis.keys import KeyLayout, layout_key
 
 from .config import ITEMS_CMD, Config
 from .console import say
@@ -69,6 +69,7 @@ def bench_rebuild(cfg: Config, procs: Processes, stores: Stores) -> dict[str, An
     database_url = stores.database(f"items_bench_rb_{cfg.run_id}")
     prefix = f"{cfg.prefix}_rb"
     stores.redis_patterns.append(f"{{{prefix}:*")
+    stores.redis_keys.append(layout_key(prefix))
     env = service_env(cfg, database_url, prefix, 8000)  # PORT unused here
     env["PROJECTOR_IN_PROCESS"] = "false"
     env["LOG_LEVEL"] = "info"

@@ -50,6 +50,8 @@ def machine(cfg: Config) -> dict[str, Any]:
         "server_cpu": cfg.server_cpu,
         "load_cpu": cfg.load_cpu,
         "pinned": cfg.pinned,
+        # Anything else running on the machine shows in every figure: say how busy it was.
+        "load_average_at_start": list(os.getloadavg()),
     }
 
 
@@ -67,8 +69,17 @@ def ratios(results: dict[str, Any]) -> None:
         m["ratio_peer"] = m["rps"] / peer if peer else None
 
 
+def metrics_ratio(ms: dict[str, dict[str, Any]]) -> float | None:
+    """Issue 17's bound on what the metrics cost: GET by id with them, over without."""
+    on, off = ms.get("get_by_id_metrics_on", {}), ms.get("get_by_id_metrics_off", {})
+    if not on.get("rps") or not off.get("rps"):
+        return None
+    return float(on["rps"]) / float(off["rps"])
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 6's targets, each judged on this run's own figures (None: not measured)."""
+    """Issue 6's targets and issue 17's bound on the metrics' cost, each judged on this
+    run's own figures (None: not measured)."""
     ms: dict[str, dict[str, Any]] = results["measurements"]
     lag = results.get("projection_lag") or {}
     rb = results.get("rebuild") or {}
@@ -85,6 +96,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("POST / seed peer POST", get("post", "ratio_peer"), ">=", 1.0),
         ("projection lag p99 ms", lag.get("p99_ms"), "<", 50.0),
         ("rebuild items/s", rb.get("items_per_s"), ">=", 30_000.0),
+        ("GET by id, metrics on / off", metrics_ratio(ms), ">=", 0.95),
     ]
     if rb.get("items", 0) >= 1_000_000:
         checks.append(("rebuild of 1,000,000 items, seconds", rb.get("seconds"), "<", 60.0))
@@ -117,6 +129,7 @@ def table(results: dict[str, Any]) -> str:
             f"items rebuild: {rb['items']:,} items in {rb['seconds']:.1f}s, "
             f"{rb['items_per_s']:,.0f} items/s, peak RSS {rb['max_rss_mb']:.0f} MiB"
         )
+    lines += scale_table(results.get("scale") or {})
     for check in results.get("targets", []):
         verdict = {True: "met", False: "MISSED", None: "not measured"}[check["met"]]
         value = "-" if check["value"] is None else f"{check['value']:,.2f}"
@@ -124,6 +137,45 @@ def table(results: dict[str, Any]) -> str:
     for note in results["notes"]:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def scale_table(scale: dict[str, Any]) -> list[str]:
+    """The scale part: one row per configuration, then the workers rows, then its notes."""
+    if not scale:
+        return []
+
+    def num(m: dict[str, Any] | None, key: str, width: int, spec: str = ",.0f") -> str:
+        value = (m or {}).get(key)
+        return f"{value:>{width}{spec}}" if value is not None else f"{'-':>{width}}"
+
+    head = (f"{'scale: redis':<13} {'parts':>5} {'GET rps':>9} {'p99':>7} {'list20':>9} "
+            f"{'p99':>7} {'POST':>7} {'p99':>7} {'proj ev/s':>10} {'2 proj':>8} "
+            f"{'2 unpin':>8} {'lag p99':>8}")  # fmt: skip
+    lines = ["", head, "-" * len(head)]
+    for c in scale.get("configurations", []):
+        proj = c.get("projection") or {}
+        lines.append(
+            f"{c.get('redis', '?'):<13} {c.get('partitions', 0):>5} "
+            f"{num(c.get('get_by_id'), 'rps', 9)} {num(c.get('get_by_id'), 'p99_ms', 7, '.1f')} "
+            f"{num(c.get('list_20'), 'rps', 9)} {num(c.get('list_20'), 'p99_ms', 7, '.1f')} "
+            f"{num(c.get('post'), 'rps', 7)} {num(c.get('post'), 'p99_ms', 7, '.1f')} "
+            f"{num(proj.get('one_projector'), 'events_per_s', 10)} "
+            f"{num(proj.get('two_projectors'), 'events_per_s', 8)} "
+            f"{num(proj.get('two_projectors_unpinned'), 'events_per_s', 8)} "
+            f"{num(c.get('projection_lag'), 'p99_ms', 8, '.1f')}"
+        )
+    for w in scale.get("workers", []):
+        m = w.get("get_by_id") or {}
+        caches = m.get("view_cache_per_worker", {}).values()
+        rates = "/".join(f"{v['hit_rate'] or 0:.0%}" for v in caches)
+        cores = m.get("cores") or {}
+        lines.append(
+            f"{'workers ' + str(w['workers']) + ', ' + w['cpus']:<19} {num(m, 'rps', 9)} "
+            f"{num(m, 'p99_ms', 7, '.1f')}  GET by id; view cache hits per worker {rates}; "
+            f"cores: service {cores.get('service', 0):.2f}, wrk {cores.get('wrk', 0):.2f}"
+        )
+    lines += [f"note: {note}" for note in scale.get("notes", [])]
+    return lines
 
 
 def write(results: dict[str, Any], cfg: Config) -> Path:

@@ -1,6 +1,8 @@
 """The service's measurements: `items serve` on a fresh database and Redis prefix, pinned to
 the server CPU, seeded through its API, then every wrk load (GET by id cold and warm, the
-list pages, POST, PATCH, the 95/5 mix with the projection lag)."""
+list pages, POST, PATCH, the 95/5 mix with the projection lag; beside the warm GET by id,
+GraphQL item(id) and gRPC GetItem, grpc_bench.py), then GET by id with the metrics off and
+on (metrics_cost.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +18,14 @@ from typing import Any
 
 import httpx
 
+from app.infrastructure.redis.keys import layout_key
+
 from . import lag as lag_probe
 from .config import ITEMS, ITEMS_CMD, TAGS, Config
 from .console import say, show
+from .grpc_bench import bench_grpc
 from .loads import seed_api, warm_views, wrk
+from .metrics_cost import metrics_cost
 from .processes import Processes, free_port, pin, wait_http
 from .stores import Stores
 
@@ -69,11 +75,12 @@ def bench_service(cfg: Config, procs: Processes, stores: Stores, tmp: Path
     database_url = stores.database(f"items_bench_{cfg.run_id}")
     prefix = cfg.prefix
     stores.redis_patterns.append(f"{{{prefix}:*")
+    stores.redis_keys.append(layout_key(prefix))  # `{prefix}:layout`, outside that pattern
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     say(f"service: items serve on {base}, CPU {cfg.server_cpu}; wrk on CPU {cfg.load_cpu}")
-    proc = procs.start("service", [*pin(cfg.server_cpu, cfg), ITEMS_CMD, "serve"],
-                       service_env(cfg, database_url, prefix, port))  # fmt: skip
+    env = service_env(cfg, database_url, prefix, port)
+    proc = procs.start("service", [*pin(cfg.server_cpu, cfg), ITEMS_CMD, "serve"], env)
     wait_http(base + "/readyz", proc, procs, "service", timeout=90)
     began = time.monotonic()
     say(f"seeding {cfg.items} items through the API (wrk POST, {cfg.connections} connections)")
@@ -111,6 +118,11 @@ def bench_service(cfg: Config, procs: Processes, stores: Stores, tmp: Path
     out["get_by_id"]["view_cache"]["warm_up"] = (
         f"every id read once, in order, before this run ({warm_seconds:.1f}s)"
     )
+    # The same read over the other entry points, in the same run: GraphQL item(id) on the
+    # same process (its view cache warm), gRPC GetItem on `items grpc` beside it.
+    run("graphql_item", "graphql", ids_file=ids_file)
+    out["grpc_get_item"] = bench_grpc(cfg, procs, env, ids_file)
+    show("grpc_get_item", out["grpc_get_item"])
     run("list_20", "list", paths=[f"{ITEMS}?limit=20"])
     run("list_100", "list", paths=[f"{ITEMS}?limit=100"])
     run("list_20_tag", "list", paths=[f"{ITEMS}?limit=20&tag={t}" for t in TAGS])
@@ -121,7 +133,10 @@ def bench_service(cfg: Config, procs: Processes, stores: Stores, tmp: Path
     run("post_async", "post", prefer="respond-async")
     run("patch", "patch", ids_file=ids_file)
     run("patch_async", "patch", ids_file=ids_file, prefer="respond-async")
-    mix, lags = asyncio.run(lag_probe.mix_with_lag(cfg, base, prefix, database_url, ids_file))
+    partitions = int(os.environ.get("PROJECTION_PARTITIONS", "1"))  # the service inherits it
+    probe = lag_probe.mix_with_lag(cfg, base, prefix, database_url, ids_file,
+                                   redis_url=cfg.redis_url, partitions=partitions)  # fmt: skip
+    mix, lags = asyncio.run(probe)
     out["mix_95_5"] = mix
     show("mix_95_5", mix)
     lag = lag_probe.summary(lags)
@@ -130,4 +145,5 @@ def bench_service(cfg: Config, procs: Processes, stores: Stores, tmp: Path
     procs.stop(proc)
     if proc.returncode not in (0, -signal.SIGTERM):
         say(f"note: service exited with {proc.returncode}:\n{procs.log_tail('service')}")
+    out |= metrics_cost(cfg, procs, env, ids_file)
     return out, lag
