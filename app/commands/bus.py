@@ -1,7 +1,11 @@
 """The command bus: the explicit registry of handlers, and the one place a unit of
-work is opened, handed to a handler and committed."""
+work is opened, handed to a handler and committed.
 
-from collections.abc import Awaitable, Callable
+Every entry point (REST, GraphQL, gRPC) sends its commands here, so a rule registered
+on the bus (`add_rule`) holds for all of them without a line of theirs changing.
+"""
+
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +22,9 @@ from app.commands.unit_of_work import UnitOfWork
 from app.domain.model import Item
 
 Handler = Callable[[Any, UnitOfWork, datetime], Awaitable[Item]]
+# A rule a command must pass: it sees the command and the aggregate as the handler left
+# it, and refuses by raising (a DomainError: InvalidValue for a field, say).
+Rule = Callable[[Any, Item], None]
 
 HANDLERS: dict[type[Command], Handler] = {
     CreateItem: handlers.create_item,
@@ -53,9 +60,19 @@ class CommandBus:
         self,
         uow_factory: Callable[[], UnitOfWork],
         clock: Callable[[], datetime] = utc_now,
+        handlers: Mapping[type[Command], Handler] = HANDLERS,
     ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
+        self._handlers = dict(handlers)
+        self._rules: dict[type[Command], list[Rule]] = {}
+
+    def add_rule(self, command: type[Command], rule: Rule) -> None:
+        """Check `rule` on every `command` from now on: after its handler changed the
+        aggregate, before any event is appended, so a refusal writes nothing."""
+        if command not in self._handlers:
+            raise KeyError(f"no handler for {command.__name__}")
+        self._rules.setdefault(command, []).append(rule)
 
     async def handle(self, cmd: Command) -> CommandResult:
         async with self._uow_factory() as uow:
@@ -85,8 +102,10 @@ class CommandBus:
         return Answered(response, replayed=False)
 
     async def _run(self, cmd: Command, uow: UnitOfWork) -> CommandResult:
-        handler = HANDLERS[type(cmd)]
+        handler = self._handlers[type(cmd)]
         item = await handler(cmd, uow, self._clock())
+        for rule in self._rules.get(type(cmd), ()):
+            rule(cmd, item)
         changed = bool(item.events)
         position = await uow.flush()
         if position is None:

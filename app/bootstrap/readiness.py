@@ -1,15 +1,19 @@
-"""When this process can answer: what /readyz reports, and what the lifespan waits for
-before uvicorn accepts its first connection.
+"""When this process can answer: what /readyz reports, what the API's lifespan waits for
+before uvicorn accepts its first connection, and what `items grpc` waits for before its
+health service says SERVING. Here, beside the container, so both entry points share it.
 
 Reads need Redis, a live read model and, when this process runs the projector (the
 default), that projector caught up with every write committed before the process
 started: otherwise an acknowledged item would read 404 and a token read 503 for the
 seconds the projector takes to start. The view cache must also follow the change
-notices, which writes wait on (app/api/routes/items.py). Writes need PostgreSQL, which
+notices, which writes wait on (Container.write_visible). Writes need PostgreSQL, which
 /readyz checks too but the start does not wait for: reads go on without it.
 
 With PROJECTOR_IN_PROCESS=false readiness does not depend on a projector elsewhere: one
-stalled projector would take every API process out of rotation at once.
+stalled projector would take every API process out of rotation at once. For the same
+reason the projection's lag fails the read_model check only when READY_MAX_LAG_SECONDS
+asks for it (default 0, off): a deployment that would rather answer 503 than serve views
+more than that many seconds old turns it on.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from app.bootstrap import Container
+from app.bootstrap.container import Container
 
 CHECK_TIMEOUT = 2.0  # seconds any one check may take
 POLL = 0.05  # seconds between two looks while the start waits
@@ -72,16 +76,25 @@ class Readiness:
         return "ok"
 
     async def _read_model(self) -> str:
-        return "ok" if await self._c.read_model.ready() else "missing: being restored"
+        if not await self._c.read_model.ready():
+            return "missing: being restored"
+        bound = self._c.settings.ready_max_lag_seconds
+        if bound > 0:
+            lag = await self._c.projection_lag_seconds()
+            if lag > bound:
+                return f"lagging: {lag:.1f}s behind the event log (READY_MAX_LAG_SECONDS={bound:g})"
+        return "ok"
 
     async def _projector(self) -> str:
+        head, unowned = await self._c.projector_status()
+        if unowned:
+            # After the start too: while a projector child that died is started again,
+            # nothing is projected, and a 200 then would be a lie (issue 18).
+            return f"starting: {unowned} partition(s) have no projector yet"
         if self._projecting:
             return "ok"
-        head, unowned = await self._c.projector_status()
         if self._head is None:
             self._head = head
-        if unowned:
-            return f"starting: {unowned} partition(s) have no projector yet"
         positions = await self._c.read_model.positions()
         low = min(cp if generation is not None else -1 for _, generation, cp in positions)
         if low < self._head:
