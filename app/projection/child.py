@@ -27,30 +27,51 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from multiprocessing import forkserver
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 log = logging.getLogger("items.projector")
 
-RESTART_DELAY = 1.0  # seconds before a child that died is started again (doubling, capped)
+# A child that died is started again at once; one that dies again within STEADY seconds
+# of its start waits RESTART_DELAY, doubling up to MAX_RESTART_DELAY (a crash loop).
+RESTART_DELAY = 0.25
 MAX_RESTART_DELAY = 15.0
+STEADY = 2.0
 STOP_TIMEOUT = 10.0  # a batch in hand finishes well within this
+# A child whose projector loop has not gone round for this long is stuck (stopped with
+# SIGSTOP, hung on a call that never returns): it is killed and another started. A round
+# takes at most the poll interval or the longest back-off (5 s) when all is well.
+STALLED_AFTER = 30.0
+BEAT_CHECK = 1.0
 _PR_SET_PDEATHSIG = 1
 
 
 class ProjectorChild:
     """Runs and supervises the child: `run()` until `stop()`, like `Projector`.
 
-    `target(*args)` is the child's entry point: a module-level function, since a spawned
-    interpreter imports it by name (and `args` are pickled to it)."""
+    `target(*args, beat)` is the child's entry point: a module-level function, since a
+    spawned interpreter imports it by name (and `args` are pickled to it). `beat` is a
+    shared double the child sets to time.monotonic() at every round of its projector
+    loop (the clock is the machine's, the same in both processes); a beat older than
+    `stalled_after` seconds gets the child killed and started again."""
 
-    def __init__(self, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+    def __init__(
+        self,
+        target: Callable[..., None],
+        args: tuple[Any, ...],
+        stalled_after: float = STALLED_AFTER,
+    ) -> None:
         self._target = target
         self._args = args
+        self._stalled_after = stalled_after
         self._stopping = asyncio.Event()
         self._process: BaseProcess | None = None
+        self.restarts = 0
 
     @property
     def pid(self) -> int | None:
@@ -61,31 +82,46 @@ class ProjectorChild:
         self._stopping.set()
 
     async def run(self) -> None:
-        delay = RESTART_DELAY
+        delay = 0.0
         while not self._stopping.is_set():
-            # spawn, not fork: a forked copy of a running event loop, its sockets and
-            # its threads is not safe to use.
-            process = multiprocessing.get_context("spawn").Process(
-                target=self._target, args=self._args, name="items-projector", daemon=True
+            # Not a fork of this process: a forked copy of a running event loop, its
+            # sockets and its threads is not safe to use. A fork server instead: a
+            # clean process, started once, that has imported the child's modules and
+            # forks a child from itself in milliseconds. Spawned afresh, a child took
+            # 0.6-2 s to import (and also ran the `items` script, so the whole CLI):
+            # after a SIGKILL nothing was projected for 2-8 s (issue 18).
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([self._target.__module__])
+            beat = context.Value("d", time.monotonic(), lock=False)
+            started = time.monotonic()
+            process = context.Process(
+                target=self._target,
+                args=(*self._args, beat),
+                name="items-projector",
+                daemon=True,
             )
-            process.start()
+            with _without_main_script():
+                process.start()
             self._process = process
             log.info("projector child started (pid %s)", process.pid)
-            await self._exit_or_stop(process)
+            await self._exit_or_stop(process, beat)
             if self._stopping.is_set():
                 await self._end(process)
                 return
             # Exit 0 is a stop it was asked for (a signal to it alone: the API's own stop
             # goes through stop() above); anything else is a crash. Either way the API
             # keeps its projector.
+            if time.monotonic() - started >= STEADY:
+                delay = 0.0
             report = log.info if process.exitcode == 0 else log.error
-            report("projector child (pid %s) exited with %s; starting it again in %.0fs",
+            report("projector child (pid %s) exited with %s; starting it again in %.2fs",
                    process.pid, process.exitcode, delay)  # fmt: skip
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            delay = min(delay * 2, MAX_RESTART_DELAY)
+            if delay:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(max(delay * 2, RESTART_DELAY), MAX_RESTART_DELAY)
 
-    async def _exit_or_stop(self, process: BaseProcess) -> None:
+    async def _exit_or_stop(self, process: BaseProcess, beat: Any) -> None:
         # The sentinel is a pipe the child holds: it reads end-of-file when the child
         # is gone, so the loop wakes on the exit itself rather than polling for it.
         loop = asyncio.get_running_loop()
@@ -99,7 +135,21 @@ class ProjectorChild:
         stopping = asyncio.ensure_future(self._stopping.wait())
         either: list[asyncio.Future[Any]] = [exited, stopping]
         try:
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                done, _ = await asyncio.wait(
+                    either, timeout=BEAT_CHECK, return_when=asyncio.FIRST_COMPLETED
+                )
+                if done:
+                    break
+                silent = time.monotonic() - beat.value
+                if silent > self._stalled_after:
+                    log.error("projector child (pid %s) has not gone round its loop for "
+                              "%.0fs (stopped? hung?); killing it and starting another",
+                              process.pid, silent)  # fmt: skip
+                    self.restarts += 1
+                    process.kill()
+                    await asyncio.wait([exited], timeout=10)
+                    break
         finally:
             loop.remove_reader(process.sentinel)
             stopping.cancel()
@@ -121,14 +171,36 @@ class ProjectorChild:
             await loop.run_in_executor(None, process.join, 5)
 
 
+@contextlib.contextmanager
+def _without_main_script() -> Iterator[None]:
+    """multiprocessing runs the parent's main script in every child it starts (as
+    `__mp_main__`, for pickled functions defined there): for `items serve` that is the
+    `items` script, so the whole CLI (typer, rich, every command) was imported again:
+    1.3-2.4 s of a child's start, measured (issue 18). The child's entry point is a
+    module-level function of its own module, so the child needs nothing of the script:
+    it is hidden while the child starts (this thread alone reads it then)."""
+    main = sys.modules["__main__"]
+    script = main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        if script is not None:
+            main.__file__ = script
+
+
 class ChildInThread:
     """A ProjectorChild supervised from a thread with its own event loop: for a process
     that runs no event loop of its own to host it (uvicorn's multi-worker supervisor).
     The thread lives as long as the child may: PR_SET_PDEATHSIG fires when the thread
     that started the child ends."""
 
-    def __init__(self, target: Callable[..., None], args: tuple[Any, ...]) -> None:
-        self._child = ProjectorChild(target, args)
+    def __init__(
+        self,
+        target: Callable[..., None],
+        args: tuple[Any, ...],
+        stalled_after: float = STALLED_AFTER,
+    ) -> None:
+        self._child = ProjectorChild(target, args, stalled_after)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name="projector-child", daemon=True)
@@ -166,7 +238,16 @@ def die_with_parent() -> None:
     """Ask the kernel for SIGTERM when the parent dies (Linux; elsewhere a no-op), and
     leave the parent's process group: a Ctrl-C on the terminal reaches the API alone,
     which then stops its child in order (after its requests have drained), instead of
-    both at once."""
+    both at once.
+
+    The parent is the fork server, which exits once the API is gone: once no process
+    holds its "API alive" pipe. multiprocessing hands that pipe to every child it forks
+    (so that a child could fork more); this child closes it, else the fork server, and
+    with it this child, would outlive a killed API."""
+    server: Any = forkserver._forkserver
+    if server._forkserver_alive_fd is not None:
+        os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)

@@ -35,20 +35,32 @@ def _alive(pid: int) -> bool:
     return state is not None and state[0] != "Z"
 
 
-def children(pid: int) -> set[int]:
-    """Live projector children of `pid`. (multiprocessing also starts a resource
-    tracker, which is not one.)"""
-    found = set()
+def _children(pid: int) -> dict[int, bytes]:
+    """Live children of `pid`, with their command lines."""
+    found = {}
     for entry in filter(str.isdigit, os.listdir("/proc")):
         state = _state_and_parent(int(entry))
         if state is None or state[1] != pid or state[0] == "Z":
             continue
         try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            found[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"spawn_main" in cmdline:
-            found.add(int(entry))
+    return found
+
+
+def children(pid: int) -> set[int]:
+    """Live projector children of `pid`: forked by its multiprocessing fork server (a
+    child of `pid`), they name themselves `items: projector child`. (multiprocessing
+    also starts a resource tracker, which is not one.)"""
+    found = set()
+    for server, cmdline in _children(pid).items():
+        if b"forkserver" in cmdline:
+            found |= {
+                child
+                for child, line in _children(server).items()
+                if line.startswith(b"items: projector child")
+            }
     return found
 
 

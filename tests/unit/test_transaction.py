@@ -8,6 +8,7 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
+from app.infrastructure.postgres import pool
 from app.infrastructure.postgres.pool import Database, Transaction
 
 DEAD = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
@@ -78,6 +79,41 @@ async def test_a_dead_pooled_connection_at_begin_starts_again_on_a_fresh_one() -
     assert fresh.sent == ["BEGIN", "INSERT 1", "COMMIT"]
     assert db.released == [dead, fresh]
     assert not fresh.terminated
+
+
+# What asyncpg raises on a pooled connection whose server sent FATAL (pg_terminate_backend)
+# before its end of file arrived: a plain Exception, before anything is sent.
+SWITCH = asyncpg.InternalClientError(
+    "cannot switch to state 15; another operation (2) is in progress"
+)
+
+
+async def test_a_begin_on_a_connection_the_server_just_ended_starts_again_on_a_fresh_one() -> None:
+    dead, fresh = FakeConnection({"BEGIN": SWITCH}), FakeConnection()
+    db = FakeDatabase(dead, fresh)
+    tx = transaction(db)
+    await tx.execute("INSERT 1")
+    await tx.commit()
+    await tx.end(None)
+    assert dead.terminated
+    assert fresh.sent == ["BEGIN", "INSERT 1", "COMMIT"]
+
+
+@pytest.mark.parametrize("failing", ["INSERT 2", "COMMIT"])
+async def test_a_lost_protocol_state_after_begin_is_a_lost_connection_never_retried(
+    failing: str,
+) -> None:
+    conn = FakeConnection({failing: SWITCH})
+    db = FakeDatabase(conn, FakeConnection())
+    tx = transaction(db)
+    await tx.execute("INSERT 1")
+    statement = tx.commit() if failing == "COMMIT" else tx.execute("INSERT 2")
+    with pytest.raises(asyncpg.ConnectionDoesNotExistError) as raised:
+        await statement
+    await tx.end(raised.value)
+    assert raised.value.__cause__ is SWITCH
+    assert conn.terminated
+    assert len(db.waiting) == 1
 
 
 async def test_it_starts_again_only_once() -> None:
@@ -152,3 +188,9 @@ async def test_a_unit_of_work_without_statements_takes_no_connection() -> None:
     await tx.commit()
     await tx.end(None)
     assert db.released == []
+
+
+def test_a_lost_protocol_state_anywhere_else_is_unreachable_not_a_bug() -> None:
+    """Outside a unit of work too (a status read, a ping), the entry points answer 503."""
+    assert pool.unreachable(SWITCH)
+    assert isinstance(SWITCH, pool.ERRORS)

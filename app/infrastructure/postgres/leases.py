@@ -85,16 +85,21 @@ WHERE o.read_model = free.read_model AND o.layout = free.layout
   AND o.partition = free.partition
 RETURNING o.partition, o.epoch
 """
-# Leases still running whose owner is on this host: if its process is gone (this one's
-# predecessor, killed), they are let go at once rather than waited out.
-LOCAL_OWNERS = """
-SELECT DISTINCT owner, owner_pid FROM projection_owners
+# Members and leases still running of other processes on this host: if such a process
+# is gone (this one's predecessor, killed), it is forgotten and its leases let go at
+# once rather than waited out, by its successor and by any survivor alike.
+LOCAL_NEIGHBOURS = """
+SELECT member, pid FROM projector_members
+WHERE read_model = $1 AND host = $2 AND member <> $3
+UNION
+SELECT owner, owner_pid FROM projection_owners
 WHERE read_model = $1 AND owner_host = $2 AND owner <> $3 AND lease_until > now()
 """
 LAPSE = """
 UPDATE projection_owners SET owner = NULL, lease_until = NULL
 WHERE read_model = $1 AND owner = ANY($2::text[])
 """
+FORGET_DEAD = "DELETE FROM projector_members WHERE member = ANY($1::text[])"
 RELEASE = """
 UPDATE projection_owners SET owner = NULL, lease_until = NULL
 WHERE read_model = $1 AND owner = $2
@@ -139,14 +144,13 @@ class PgLeases:
         async with conn.transaction():
             await conn.execute(HEARTBEAT, rm, me, self.pid, self.host)
             await conn.execute(FORGET_MEMBERS, self.lease * FORGET_MEMBERS_AFTER)
+            await self._forget_dead_neighbours()
             live = max(1, int(await conn.fetchval(LIVE_MEMBERS, rm, self.lease)))
             await conn.execute(ENSURE_ROWS, rm, layout, partitions)
             await conn.execute(LET_GO_OTHERS, rm, me, layout, partitions)
             rows = await conn.fetch(RENEW, rm, me, layout, partitions, self.lease)
             owned = {int(r["partition"]): int(r["epoch"]) for r in rows}
             share = math.ceil(partitions / live)
-            if len(owned) < share:
-                await self._lapse_dead_neighbours()
             if len(owned) > share:
                 extra = sorted(owned)[share:]
                 await conn.execute(LET_GO, rm, me, layout, extra)
@@ -160,13 +164,16 @@ class PgLeases:
                 owned |= {int(r["partition"]): int(r["epoch"]) for r in rows}
         return owned
 
-    async def _lapse_dead_neighbours(self) -> None:
-        """Let go the leases of owners on this host whose process has exited (a killed
-        projector restarted here takes its partitions back now, not a lease later). A
-        pid that runs is left alone, whatever runs under it: only a dead one is sure."""
-        rows = await self.conn.fetch(LOCAL_OWNERS, self.read_model, self.host, self.member)
-        dead = [r["owner"] for r in rows if r["owner_pid"] and not _running(r["owner_pid"])]
+    async def _forget_dead_neighbours(self) -> None:
+        """Forget the members, and let go the leases, of processes on this host that
+        have exited: a killed projector's partitions move now, not a lease later, to
+        its successor or to a survivor. A pid that runs is left alone, whatever runs
+        under it (only a dead one is sure), except this process's own pid under another
+        member: a previous life of this very pid (a container restarted as pid 1)."""
+        rows = await self.conn.fetch(LOCAL_NEIGHBOURS, self.read_model, self.host, self.member)
+        dead = [r["member"] for r in rows if r["pid"] and _gone(r["pid"])]
         if dead:
+            await self.conn.execute(FORGET_DEAD, dead)
             await self.conn.execute(LAPSE, self.read_model, dead)
 
     async def release(self) -> None:
@@ -181,14 +188,16 @@ class PgLeases:
             self.conn.terminate()
 
 
-def _running(pid: int) -> bool:
+def _gone(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # this process is another member now: that one's life has ended
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return True
     except PermissionError:
-        return True  # another user's process: it runs
-    return True
+        return False  # another user's process: it runs
+    return False
 
 
 class PgLeaseConnector:

@@ -32,6 +32,23 @@ Connection = asyncpg.Connection
 Row = asyncpg.Record
 # Errors that mean "PostgreSQL could not be reached", for operator commands to name.
 UNREACHABLE = (OSError, asyncpg.PostgresConnectionError)
+# What a statement or a connection of the write side may raise: the entry points catch
+# these and ask `unreachable` whether it is worth a retry (app/bootstrap/errors.py).
+ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """PostgreSQL cannot be reached or is going away: the request may be retried later
+    (503), as opposed to a statement PostgreSQL refused (a bug: 500)."""
+    return isinstance(
+        exc,
+        OSError  # refused, reset, and TimeoutError (connect and command timeouts)
+        | asyncpg.InterfaceError  # "connection is closed", a pool closing
+        | asyncpg.PostgresConnectionError  # 08xxx, among them ConnectionDoesNotExistError
+        | asyncpg.InternalClientError  # the driver lost the protocol's state (`broken`)
+        | asyncpg.exceptions.OperatorInterventionError  # 57xxx: shutdown, cancel
+        | asyncpg.exceptions.InsufficientResourcesError,  # 53xxx: too many connections
+    )
 
 
 def not_ready(exc: BaseException) -> str | None:
@@ -54,11 +71,21 @@ CLOSE_WAIT = 5.0  # seconds a graceful pool close may take before connections ar
 def connection_lost(exc: BaseException, conn: Any) -> bool:
     """The connection was dead before or while a statement was sent, as opposed to a
     statement that timed out (the server may still run it) or that PostgreSQL refused."""
-    if isinstance(exc, asyncpg.ConnectionDoesNotExistError | ConnectionResetError):
+    lost = asyncpg.ConnectionDoesNotExistError | asyncpg.InternalClientError  # see `broken`
+    if isinstance(exc, lost | ConnectionResetError):
         return True
     if isinstance(exc, TimeoutError):
         return False
     return isinstance(exc, asyncpg.InterfaceError | OSError) and closed(conn)
+
+
+# Seen under pg_terminate_backend: the server's FATAL reaches an idle pooled connection
+# before its end of file, asyncpg waits for a ReadyForQuery that never comes, and the
+# next statement fails, before anything is sent, with a plain `InternalClientError:
+# cannot switch to state 15; another operation (2) is in progress`. It is a lost
+# connection: a BEGIN that met it starts again on a fresh one, any other statement 503s.
+def broken(exc: asyncpg.InternalClientError) -> asyncpg.ConnectionDoesNotExistError:
+    return asyncpg.ConnectionDoesNotExistError(f"the connection was lost ({exc})")
 
 
 def closed(conn: Any) -> bool:
@@ -189,21 +216,25 @@ class Transaction:
         self._conn: asyncpg.Connection | None = None
 
     async def fetchrow(self, sql: str, *args: Any) -> Any:
-        conn = self._conn if self._conn is not None else await self._begin()
-        return await conn.fetchrow(sql, *args)
+        return await self._run("fetchrow", sql, args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        conn = self._conn if self._conn is not None else await self._begin()
-        return await conn.fetchval(sql, *args)
+        return await self._run("fetchval", sql, args)
 
     async def execute(self, sql: str, *args: Any) -> str:
+        return str(await self._run("execute", sql, args))
+
+    async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
         conn = self._conn if self._conn is not None else await self._begin()
-        return str(await conn.execute(sql, *args))
+        try:
+            return await getattr(conn, method)(sql, *args)
+        except asyncpg.InternalClientError as exc:
+            raise broken(exc) from exc
 
     async def commit(self) -> None:
         # Never retried: a COMMIT whose answer was lost may have happened.
         if self._conn is not None:
-            await self._conn.execute("COMMIT")
+            await self._run("execute", "COMMIT", ())
 
     async def rollback(self) -> None:
         if self._conn is not None and self._conn.is_in_transaction():
