@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 SYNC = $(UV) sync --frozen --inexact --extra embedded --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
 
-.PHONY: install dev run test faults lint format bench bench-smoke soak reset clean
+.PHONY: install dev run test faults lint format proto bench bench-smoke soak history reset clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -23,7 +23,7 @@ $(VENV)/.synced-run: uv.lock pyproject.toml | $(UV)
 	touch $@
 
 $(VENV)/.synced-dev: uv.lock pyproject.toml | $(UV)
-	$(SYNC)
+	$(SYNC) --extra traces
 	touch $@ $(VENV)/.synced-run
 
 install: $(VENV)/.synced-run  ## what `items` needs to run, and nothing else
@@ -44,10 +44,15 @@ lint: dev  ## ruff, mypy --strict, and the layers of app/ (import-linter, pyproj
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
 
 format: dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+proto: dev  ## app/grpc/generated from proto/items/v1/items.proto (checked in: the image has no grpcio-tools)
+	rm -rf app/grpc/generated
+	$(VENV)/bin/python proto/generate.py
 
 bench: dev  ## wrk load of the service and of ../shared/bench references; JSON in bench/results/
 	$(VENV)/bin/python bench/run.py
@@ -57,6 +62,9 @@ bench-smoke: dev  ## the same, a few seconds of each part (it runs in the tests 
 
 soak: dev  ## writers and readers for SOAK_SECONDS (30); then PostgreSQL must hold exactly the acknowledged writes and items verify exit 0
 	$(VENV)/bin/python -m tests.faults.soak
+
+history: dev  ## 16+ sessions record every operation while faults hit both setups (HISTORY_SECONDS each, 60; HISTORY_SEED replays); the checker's report, exit 1 on any violation
+	$(VENV)/bin/python -m tests.history --png docs/history.png
 
 reset: install  ## stop the embedded servers and delete their data (DATA_DIR, default .data)
 	$(VENV)/bin/items servers stop

@@ -4,7 +4,7 @@ import hashlib
 import secrets
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -45,6 +45,29 @@ class Settings(BaseSettings):
     # runs once, in a child of the supervising process, not in each.
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
+    # `json`: one JSON object per log line (ts, level, logger, msg, request_id), for log
+    # pipelines; `text`: lines for a terminal.
+    log_format: Literal["text", "json"] = "text"
+    # One log line per request (`items serve --access-log` too).
+    access_log: bool = False
+    # `production` refuses to start with settings unsafe there (app/bootstrap/safety.py).
+    environment: Literal["development", "production"] = "development"
+    # In production, writes open to anyone (no API_KEYS) only when this says so.
+    allow_open_writes: bool = False
+
+    # Prometheus metrics: counted and served on GET /metrics (false: neither, to measure
+    # what they cost, README OPERATIONS).
+    metrics_enabled: bool = True
+    # GET /metrics is open like /healthz, unless this is true (then, with API_KEYS set, it
+    # needs a key, as /api/v1/admin does).
+    metrics_require_key: bool = False
+    # Where `items projector` serves its own /metrics (0: not at all). The API serves
+    # the metrics of the projector it runs on its own port.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    # /readyz fails the read_model check once the projection lags more than this many
+    # seconds (0: never). Off by default: one shared lag would take every API process
+    # out of rotation at once.
+    ready_max_lag_seconds: float = Field(default=0.0, ge=0)
 
     # The write side's asyncpg pool holds up to twice this many connections (the size
     # plus as much overflow, as the SQLAlchemy pool before it).
@@ -76,6 +99,9 @@ class Settings(BaseSettings):
     # A projector owns its partitions by leases it renews every second; one not renewed
     # for this long lapses, and another projector takes the partitions over.
     projector_lease_seconds: float = Field(default=5.0, ge=2.0, le=300.0)
+    # The API's projector child is killed and started again when its loop has not gone
+    # round for this long (stopped, hung on a call that never returns).
+    projector_stalled_after: float = Field(default=30.0, ge=1.0, le=3600.0)
     # The API runs a projector with it (false: run `items projector` on its own) ...
     projector_in_process: bool = True
     # ... in a child process of its own, so request load on the API's event loop does not
@@ -102,6 +128,35 @@ class Settings(BaseSettings):
     # need (Redis, a live read model, the projector it runs caught up): past this it
     # starts anyway, and /readyz says what is missing.
     startup_ready_timeout: float = Field(default=30.0, ge=0)
+
+    # The other entry points (README, "Entry points: GraphQL, gRPC, NATS"). `items grpc`
+    # listens on HOST:GRPC_PORT.
+    grpc_port: int = Field(default=50051, ge=1, le=65535)
+    # The GraphiQL page on GET /graphql in a browser; off, /graphql answers queries only.
+    graphiql: bool = False
+    # NATS_URL=nats://host:4222: the outbox relay (`items relay`) publishes every event to
+    # JetStream. Unset: nothing connects to NATS.
+    nats_url: str | None = None
+    # The stream the relay publishes to (created if missing), and the subjects' prefix:
+    # `<prefix>.<item_id>`, so a consumer filters one item, or all with `<prefix>.>`.
+    nats_stream: str = Field(default="ITEMS", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    nats_subject_prefix: str = Field(
+        default="items.events", pattern=r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,7}$"
+    )
+    # Seconds JetStream remembers a Nats-Msg-Id to drop a second copy: set on a stream the
+    # relay creates; never below RELAY_RETRY_HORIZON (the relay refuses a stream whose
+    # window is shorter).
+    nats_duplicate_window: float = Field(default=120.0, ge=1.0, le=86_400.0)
+    # Seconds one run of the relay retries an unacknowledged publish (the same
+    # Nats-Msg-Id) before it starts over from its checkpoint.
+    relay_retry_horizon: float = Field(default=30.0, ge=1.0, le=3600.0)
+    # One relay publishes at a time: it holds a lease in PostgreSQL, renewed every second,
+    # lapsing after this long (a standby then takes over).
+    relay_lease_seconds: float = Field(default=5.0, ge=2.0, le=300.0)
+    # Events read per batch; the checkpoint moves after each batch the broker acknowledged.
+    relay_batch_size: int = Field(default=200, ge=1, le=10_000)
+    # `items serve` runs a relay on its event loop too (with NATS_URL set).
+    relay_in_serve: bool = False
 
     # Signs list cursors and consistency tokens so that a tampered one is refused. Unset:
     # with the embedded servers, a key made once and kept in DATA_DIR; else a random key
@@ -133,6 +188,16 @@ class Settings(BaseSettings):
         return tuple(
             hashlib.sha256(key.get_secret_value().encode()).digest() for key in self.api_keys
         )
+
+    @model_validator(mode="after")
+    def _window_covers_the_retries(self) -> "Settings":
+        # A retry later than the window would store a second copy of the same event.
+        if self.nats_duplicate_window < self.relay_retry_horizon:
+            raise ValueError(
+                "NATS_DUPLICATE_WINDOW must be at least RELAY_RETRY_HORIZON (a retry after "
+                "the window would publish a duplicate)"
+            )
+        return self
 
     @field_validator("secret_key", mode="before")
     @classmethod

@@ -22,6 +22,8 @@ from app import bootstrap
 from app.api.app import create_app
 from app.settings import Settings, asyncpg_dsn
 from tests.helpers import Running, running
+from tests.jetstream import URL as NATS_URL
+from tests.jetstream import Stream, own_stream, reachable
 from tests.servers import own_database
 
 
@@ -116,3 +118,12 @@ async def app(settings: Settings, db: asyncpg.Connection, redis: Redis) -> Async
 async def client(app: Running) -> AsyncIterator[httpx.AsyncClient]:
     async with app.client() as c:
         yield c
+
+
+@pytest.fixture
+async def jetstream() -> AsyncIterator[Stream]:
+    """A JetStream stream of this test's own on the machine's NATS (127.0.0.1:4222)."""
+    if not reachable():
+        pytest.skip(f"NATS with JetStream does not answer at {NATS_URL} (the relay's broker)")
+    async with own_stream() as stream:
+        yield stream

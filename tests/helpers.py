@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import httpx
@@ -163,7 +163,7 @@ async def running(app: FastAPI, *, within: float = 5.0) -> AsyncIterator[Running
     they should, which no test using this is about)."""
     async with app.router.lifespan_context(app) as state:
         assert state is not None
-        started = Running(app, State(container=state["container"], readiness=state["readiness"]))
+        started = Running(app, cast(State, dict(state)))
         await eventually(started.container.read_model.ready, within=within)
         yield started
 
@@ -218,3 +218,24 @@ async def epochs(db: asyncpg.Connection, prefix: str, layout: str = "") -> dict[
     """Partition -> epoch of its latest acquisition."""
     rows = await leases.owners(db, prefix, layout)
     return {int(r["partition"]): int(r["epoch"]) for r in rows}
+
+
+# -- gRPC ---------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def grpc_serving(container: Container) -> AsyncIterator[Any]:
+    """ItemsService on a free port over `container` (an in-process grpc.aio server), and
+    an asyncio stub (items_pb2_grpc.ItemsServiceAsyncStub) on a channel to it."""
+    import grpc
+
+    from app.grpc.generated.items.v1 import items_pb2_grpc
+    from app.grpc.server import build_server
+
+    server, port, _ = build_server(container, "127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield items_pb2_grpc.ItemsServiceStub(channel)
+    finally:
+        await server.stop(None)

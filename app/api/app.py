@@ -7,22 +7,29 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
-from app import bootstrap
-from app.api import auth, openapi, problems
+from app import bootstrap, metrics, proctitle, tracing
+from app.api import auth, lazy_graphql, openapi, problems
 from app.api.fast_reads import FastItemReads
+from app.api.lazy_graphql import GraphQLLoader, LazyGraphQL
 from app.api.middleware import LimitBody, StripTrailingSlash
-from app.api.readiness import Readiness
-from app.api.routes import admin, health, items
+from app.api.observe import HttpCounts, Observe, Telemetry
+from app.api.routes import admin, health, items, status_page
+from app.api.routes import metrics as metrics_route
+from app.api.routes.options import add_path_options
 from app.api.state import State
+from app.bootstrap.readiness import Readiness
 from app.settings import Settings
 
 log = logging.getLogger("items.api")
 PURGE_EVERY = 600.0  # seconds
+FLUSH_EVERY = 1.0  # seconds between two hand-overs of the counts to prometheus-client
 # A child finishes its batch within child.STOP_TIMEOUT or is killed (5 s more).
 PROJECTOR_STOP_WAIT = 20.0
 CORS_REQUEST_HEADERS = (
@@ -58,16 +65,23 @@ every GET is answered from Redis alone. Errors are `application/problem+json`.
 def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = False) -> FastAPI:
     """`freeze_startup_heap`: for a serving process (`items serve`), see _freeze_heap."""
     settings = settings or Settings()
+    counts = HttpCounts(metrics.instance()) if settings.metrics_enabled else None
+    telemetry = Telemetry(counts, None)
+    graphql = GraphQLLoader(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         auth.announce(settings)
         container = bootstrap.build(settings)
+        telemetry.watch(container)
         projection = bootstrap.api_projector(container)
         task = asyncio.create_task(projection.run(), name="projector") if projection else None
+        relay = bootstrap.serve_relay(container)  # RELAY_IN_SERVE with NATS_URL: else None
+        relaying = asyncio.create_task(relay.run(), name="relay") if relay else None
         watcher = asyncio.create_task(container.watcher.run(), name="checkpoint-watcher")
         stopping = asyncio.Event()
         purge = asyncio.create_task(_purge_keys(container, stopping), name="purge-keys")
+        flushing = asyncio.create_task(_flush(telemetry, stopping), name="flush-metrics")
         readiness = Readiness(container)
         try:
             # uvicorn accepts connections (and says "startup complete") only after this.
@@ -76,7 +90,10 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
                 log.warning("serving before ready (STARTUP_READY_TIMEOUT): %s", missing)
             if freeze_startup_heap:
                 _freeze_heap()
-            yield State(container=container, readiness=readiness)
+            # Strawberry's import after the start, not before it (lazy_graphql.py).
+            warming = asyncio.ensure_future(asyncio.to_thread(graphql.load))
+            warming.add_done_callback(_said_if_failed)
+            yield State(container=container, readiness=readiness, telemetry=telemetry)
         finally:
             stopping.set()
             container.watcher.stop()
@@ -84,7 +101,12 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
             # cancelling just saves waiting out their current read.
             watcher.cancel()
             purge.cancel()
-            await asyncio.wait([watcher, purge], timeout=5)
+            flushing.cancel()
+            await asyncio.wait([watcher, purge, flushing], timeout=5)
+            telemetry.flush()
+            if relay is not None and relaying is not None:
+                relay.stop()  # the event in hand, the checkpoint, the lease given up
+                await asyncio.wait([relaying], timeout=PROJECTOR_STOP_WAIT)
             if projection is not None and task is not None:
                 projection.stop()
                 done, _ = await asyncio.wait([task], timeout=PROJECTOR_STOP_WAIT)
@@ -112,6 +134,14 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
     app.include_router(items.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(status_page.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics_route.router)
+    # GraphQL on the same port and container: the same commands, queries and errors.
+    endpoint = LazyGraphQL(graphql)  # an ASGI app: Route hands it the scope as it is
+    methods = list(lazy_graphql.METHODS)
+    app.router.routes.append(Route(lazy_graphql.PATH, endpoint, methods=methods))
+    add_path_options(app.router, lazy_graphql.PATH, set(lazy_graphql.METHODS))
     openapi.install(app, settings)
     problems.install(app)
     # Innermost: GET by id skips the router (see fast_reads.py for the profile), while
@@ -129,15 +159,30 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
             allow_headers=list(CORS_REQUEST_HEADERS),
             expose_headers=list(CORS_EXPOSED_HEADERS),
         )
-    # Outermost, so the router only ever sees canonical paths.
+    # So the router only ever sees canonical paths.
     app.add_middleware(StripTrailingSlash)
+    # Outermost: every answer, refusals included, gets its request id, is counted and
+    # (ACCESS_LOG) logged.
+    app.add_middleware(Observe, counts=counts, access_log=settings.access_log)
+    if tracing.configure("items-api"):  # OTEL_EXPORTER_OTLP_ENDPOINT: else nothing
+        app.add_middleware(tracing.asgi_middleware())
     return app
 
 
 def serving_app() -> FastAPI:
-    """The app `items serve` runs (uvicorn calls this factory by name): settings from
-    the environment, the startup heap frozen."""
-    return create_app(freeze_startup_heap=True)
+    """The app `items serve` runs (uvicorn calls this factory by name, in each worker
+    process with --workers N): settings from the environment, logging as they say (a
+    spawned worker starts with none), the startup heap frozen."""
+    settings = Settings()
+    bootstrap.configure_logging(settings)
+    if settings.projector_supervised:
+        proctitle.name("api worker")
+    return create_app(settings, freeze_startup_heap=True)
+
+
+def _said_if_failed(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("GraphQL could not be loaded", exc_info=done.exception())
 
 
 def _freeze_heap() -> None:
@@ -152,6 +197,12 @@ def _freeze_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+async def _flush(telemetry: Telemetry, stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
+        await asyncio.sleep(FLUSH_EVERY)
+        telemetry.flush()
 
 
 async def _purge_keys(container: bootstrap.Container, stopping: asyncio.Event) -> None:

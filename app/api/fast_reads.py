@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.observe import seen
 from app.api.preconditions import entity_tags
 from app.api.reads import min_position, plain_list_query, read_response
 from app.api.state import scope_container
@@ -38,6 +39,7 @@ from app.queries.views import ID_LENGTH
 
 LIST_PATH = "/api/v1/items"
 PREFIX = LIST_PATH + "/"
+ITEM_ROUTE = PREFIX + "{item_id}"  # the route template, as the router names it
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # Parsed list query strings kept, so a hot page (a list cache hit) is not parsed again
@@ -53,9 +55,18 @@ class FastItemReads:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         item_id = _item_id(scope)
         listing = self._list_query(scope) if item_id is None else None
+        found = seen(scope)
         if item_id is None and listing is None:
-            await self.app(scope, receive, send)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                # The router left the route it matched in this very scope dict.
+                route = scope.get("route")
+                if found is not None and route is not None:
+                    found.route = getattr(route, "path", None)
             return
+        if found is not None:
+            found.route = ITEM_ROUTE if item_id is not None else LIST_PATH
         container = scope_container(scope)
         if_none_match = token = None
         for name, value in scope["headers"]:

@@ -9,6 +9,8 @@ from app.api.problems import problem
 
 MAX_BODY = 64 * 1024
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# The status page's sign-in form posts a browser's urlencoded form, not JSON.
+FORM_PATHS = frozenset({"/admin/login"})
 
 
 class StripTrailingSlash:
@@ -81,7 +83,7 @@ class LimitBody:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body and scope["method"] in BODY_METHODS:
+        if body and scope["method"] in BODY_METHODS and scope["path"] not in FORM_PATHS:
             refusal = self._not_json(content_type, body)
             if refusal is not None:
                 await refusal(scope, receive, send)

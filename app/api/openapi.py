@@ -20,10 +20,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import WithJsonSchema
 
-from app.api.auth import SCHEME, needs_key
+from app.api.auth import needs_key
 from app.api.preconditions import ENTITY_TAGS
 from app.api.problems import PROBLEM
 from app.api.schemas import Problem
+from app.keys import SCHEME
 from app.settings import Settings
 
 # Header parameters: documented without "null" (a header is absent, never null) and

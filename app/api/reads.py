@@ -20,6 +20,7 @@ from app.api.schemas import TAG_PATTERN
 from app.queries.queries import (
     DEFAULT_LIMIT,
     DEFAULT_SORT,
+    MAX_CURSOR,
     MAX_LIMIT,
     SORT_FIELDS,
     ListItems,
@@ -31,7 +32,6 @@ JSON = "application/json"
 POSITION_HEADER = "X-Projection-Position"
 SORT_PATTERN = f"^-?({'|'.join(SORT_FIELDS)})$"
 SORT_DESCRIPTION = f"{', '.join(SORT_FIELDS[:-1])} or {SORT_FIELDS[-1]}; prefix '-' for descending."
-MAX_CURSOR = 2048
 
 _POSITION = POSITION_HEADER.lower().encode()
 _CONTENT_TYPE = JSON.encode()

@@ -189,3 +189,8 @@ class Problem(BaseModel):
     checks: dict[str, str] | None = Field(
         default=None, description="/readyz only: each readiness check and what it found."
     )
+    request_id: str | None = Field(
+        default=None,
+        description="The request's id, as in its X-Request-ID header and the log lines.",
+        examples=["5f3a9c1e0b7d4a21"],
+    )

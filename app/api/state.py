@@ -7,18 +7,20 @@ rest of the API sees a typed Container and never an attribute of Any.
 
 from __future__ import annotations
 
-from typing import Annotated, TypedDict
+from typing import Annotated, NotRequired, TypedDict
 
 from fastapi import Depends, Request
 from starlette.types import Scope
 
-from app.api.readiness import Readiness
+from app.api.observe import Telemetry
 from app.bootstrap import Container
+from app.bootstrap.readiness import Readiness
 
 
 class State(TypedDict):
     container: Container
     readiness: Readiness
+    telemetry: NotRequired[Telemetry]
 
 
 def scope_container(scope: Scope) -> Container:
@@ -38,5 +40,11 @@ async def get_readiness(request: Request) -> Readiness:
     return readiness
 
 
+async def get_telemetry(request: Request) -> Telemetry:
+    telemetry: Telemetry = request.scope["state"].get("telemetry") or Telemetry(None, None)
+    return telemetry
+
+
 ContainerDep = Annotated[Container, Depends(get_container)]
+TelemetryDep = Annotated[Telemetry, Depends(get_telemetry)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]

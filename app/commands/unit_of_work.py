@@ -7,6 +7,7 @@ import abc
 from types import TracebackType
 from uuid import UUID
 
+from app import metrics
 from app.commands.idempotency import IdempotencyStore
 from app.domain.events import Event
 from app.domain.model import Item
@@ -83,11 +84,16 @@ class UnitOfWork(abc.ABC):
         position = await self._append(events)
         for item in self.items.seen.values():
             item.events.clear()
+        self._appended = getattr(self, "_appended", 0) + len(events)
         return position
 
     async def commit(self) -> None:
         await self.flush()
         await self._commit()
+        appended = getattr(self, "_appended", 0)
+        if appended:  # counted once they are committed, not when they were raised
+            metrics.instance().events_appended.inc(appended)
+            self._appended = 0
 
     @abc.abstractmethod
     async def _append(self, events: list[Event]) -> int: ...

@@ -7,6 +7,7 @@ rejection can never disagree about what is valid.
 import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
+from uuid import UUID
 
 from app.domain.errors import InvalidValue
 
@@ -107,3 +108,11 @@ def normalize_tags(values: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 def validate_tag(value: str) -> str:
     """One tag on its own, as a list filter uses it."""
     return normalize_tags([value])[0]
+
+
+def parse_id(value: str, field: str = "id") -> UUID:
+    """An item id as an entry point receives it: text in any form UUID() reads."""
+    try:
+        return UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidValue(field, f"{field} must be a UUID") from None

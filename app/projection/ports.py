@@ -31,6 +31,7 @@ class StoredEvent:
     payload: str
     occurred_at: datetime
     held: bool = False  # behind an unresolved dead letter of the same item
+    trace_context: str | None = None  # the write's traceparent (tracing on)
 
     def decode(self) -> Event:
         return outbox.decode(

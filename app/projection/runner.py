@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from app import metrics
 from app.projection.ownership import Ownership
 from app.projection.ports import EventLog, LeaderSession, LogConnector, StoredEvent
 from app.projection.reapply import reapply
@@ -41,6 +42,11 @@ def _nothing_transient(exc: BaseException) -> str | None:
     return None
 
 
+def _store(exc: BaseException) -> str:
+    """Which store a transient failure came from, for items_store_errors_total."""
+    return "redis" if type(exc).__module__.startswith("redis") else "postgres"
+
+
 class Projector:
     def __init__(
         self,
@@ -63,6 +69,9 @@ class Projector:
             ownership.waiting = self._waiting
         self._session: LeaderSession | None = None
         self._stopping = False
+        # Called at every round of the loop: a supervisor's proof that it is not stuck
+        # (child.py kills a child whose rounds stop).
+        self.on_round: Callable[[], None] = lambda: None
 
     @property
     def owns(self) -> dict[int, int]:
@@ -81,6 +90,7 @@ class Projector:
         keeper = asyncio.create_task(ownership.run(), name="partition-leases")
         try:
             while not self._stopping:
+                self.on_round()
                 try:
                     await self._project(self.ownership)
                 except Exception as exc:
@@ -108,6 +118,7 @@ class Projector:
         self.step.reset()
         backoff = FIRST_BACKOFF
         while not session.is_closed():
+            self.on_round()
             if self._stopping:
                 return
             self._wake.clear()
@@ -126,6 +137,7 @@ class Projector:
                 reason = self._transient(exc)
                 if reason is not None:
                     self._waiting.say(reason)
+                    metrics.instance().store_errors.labels(_store(exc)).inc()
                 else:
                     log.exception("projection batch failed; retrying in %.2fs", backoff)
                 self.step.forget()

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 
+from app import metrics, tracing
 from app.projection.fold import ItemState, ProjectionError, apply_event, diff
 from app.projection.gap_guard import GapGuard
 from app.projection.ports import BaseMoved, EventLog, Fenced, ProjectionStore, StoredEvent, Target
@@ -180,7 +181,13 @@ class BatchStep:
             return HOLE_WAIT  # a transaction that took an earlier position is still open
         if len(read) == self._batch_size:
             return 0
-        await self.finish_restores()
+        try:
+            await self.finish_restores()
+        except Fenced as exc:  # a later owner took a partition over meanwhile
+            log.info("restore not made live (%s); reloading from Redis", exc)
+            self.targets.clear()
+            self.checkpoints.clear()
+            return 0
         # Idle: make sure Redis still holds what we think (it may have restarted empty);
         # if not, the next step resolves again and restores from the log. After a batch
         # there is no need: its script checked the generation and checkpoint itself
@@ -211,8 +218,11 @@ class BatchStep:
                 log.info("partition %d: lease lapsed; not writing to it", p)
                 self._drop(p)
                 continue
-            await self._apply_partition(target, mine, last, log_)
+            with tracing.batch(p, len(mine), [e.trace_context for e in mine]):
+                await self._apply_partition(target, mine, last, log_)
             self.checkpoints[p] = last
+            if mine and not target.rebuild:  # a rebuild's catch-up is not the live projection
+                metrics.instance().events_projected.labels(str(p)).inc(len(mine))
 
     async def _apply_partition(
         self, target: Target, batch: list[StoredEvent], last: int, log_: EventLog

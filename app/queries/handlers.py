@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 from uuid import UUID
 
@@ -17,7 +18,7 @@ from app.queries.cache.watcher import CheckpointWatcher
 from app.queries.cursor import CursorCodec
 from app.queries.errors import ConsistencyTimeout
 from app.queries.queries import SORT_FIELDS, GetItem, ListItems, ReadAnswer, item_etag
-from app.queries.read_model import ReadModel
+from app.queries.read_model import IndexSlice, ReadModel
 
 
 class _Checkpointed(Protocol):
@@ -107,6 +108,44 @@ class QueryHandlers:
         hit = self._pages.lookup(key, query.min_position)
         if hit is not None:
             return ReadAnswer(hit.body, hit.checkpoint, hit.etag)
+        found, page, next_cursor = await self._slice(query)
+        # The stored views are spliced in as they are: no parse, no re-serialisation.
+        body = b"".join(
+            (
+                b'{"items":[',
+                b",".join(view for _, view in page),
+                b'],"next_cursor":',
+                orjson.dumps(next_cursor),
+                b',"total":',
+                str(found.total).encode(),
+                b"}",
+            )
+        )
+        # The page's ETag is a digest of its bytes: it changes whenever an item on the
+        # page, the next cursor or the total does.
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        self._pages.offer(key, CachedPage(body, etag, found.checkpoint, found.reads))
+        return ReadAnswer(body, found.checkpoint, etag)
+
+    async def page(self, query: ListItems) -> Page:
+        """A list page as its entries, each with a cursor of its own (GraphQL's Relay
+        connections): the same read as list_items, past the page cache, which holds whole
+        answers."""
+        found, page, next_cursor = await self._slice(query)
+        return Page(
+            entries=[
+                (self._cursors.encode(sort=query.sort, tag=query.tag, after=entry), view)
+                for entry, view in page
+            ],
+            has_next=next_cursor is not None,
+            total=found.total,
+            checkpoint=found.checkpoint,
+        )
+
+    async def _slice(
+        self, query: ListItems
+    ) -> tuple[IndexSlice, list[tuple[bytes, bytes]], str | None]:
+        """The index entries of a page (with their views), and the next page's cursor."""
         descending = query.sort.startswith("-")
         field = query.sort.lstrip("-")
         if field not in SORT_FIELDS:
@@ -129,20 +168,12 @@ class QueryHandlers:
         next_cursor = None
         if len(found.entries) > query.limit:
             next_cursor = self._cursors.encode(sort=query.sort, tag=query.tag, after=page[-1][0])
-        # The stored views are spliced in as they are: no parse, no re-serialisation.
-        body = b"".join(
-            (
-                b'{"items":[',
-                b",".join(view for _, view in page),
-                b'],"next_cursor":',
-                orjson.dumps(next_cursor),
-                b',"total":',
-                str(found.total).encode(),
-                b"}",
-            )
-        )
-        # The page's ETag is a digest of its bytes: it changes whenever an item on the
-        # page, the next cursor or the total does.
-        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-        self._pages.offer(key, CachedPage(body, etag, found.checkpoint, found.reads))
-        return ReadAnswer(body, found.checkpoint, etag)
+        return found, page, next_cursor
+
+
+@dataclass(frozen=True)
+class Page:
+    entries: list[tuple[str, bytes]]  # (the entry's cursor, its view), in page order
+    has_next: bool
+    total: int
+    checkpoint: int

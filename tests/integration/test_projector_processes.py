@@ -130,7 +130,8 @@ async def test_console_script_serves_and_projects_in_separate_processes(
 
 
 @pytest.mark.parametrize(
-    "sub", ["serve", "projector", "migrate", "rebuild", "verify", "status", "dead-letters"]
+    "sub",
+    ["serve", "projector", "migrate", "rebuild", "verify", "status", "dead-letters", "servers"],
 )
 def test_every_subcommand_has_help(sub: str, capsys: pytest.CaptureFixture[str]) -> None:
     # In this process: a console-script start costs a second of imports each, and the
@@ -139,4 +140,4 @@ def test_every_subcommand_has_help(sub: str, capsys: pytest.CaptureFixture[str])
         cli.main([sub, "--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: items " + sub), out
+    assert out.lstrip().startswith("Usage: items " + sub), out

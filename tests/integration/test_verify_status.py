@@ -199,8 +199,15 @@ async def test_status_while_projecting(app: Running, client: httpx.AsyncClient) 
     assert not partition["rebuilding"]
     text = render_status(state)
     assert "live" in text
-    assert f"pid {owner['pid']} on {owner['host']}" in text
-    assert f"epoch {partition['epoch']}" in text
+    # The table's row of partition 0: partition, owner pid@host, epoch, generation, ...
+    [row] = [line.split() for line in text.splitlines() if line.split()[:1] == ["0"]]
+    assert row[:5] == [
+        "0",
+        f"{owner['pid']}@{owner['host']}",
+        str(partition["epoch"]),
+        partition["generation"],
+        str(partition["checkpoint"]),
+    ]
 
 
 async def test_status_and_verify_when_redis_lost_its_data(

@@ -83,22 +83,12 @@ async def _write(
     if prefers(request.headers.getlist("prefer"), RESPOND_ASYNC):
         if not replayed:
             headers[APPLIED] = RESPOND_ASYNC
-    elif not await _visible(c, item_id, position) and not replayed:
+    elif not await c.write_visible(item_id, position) and not replayed:
         headers[PENDING] = "true"
     if replayed:
         # The stored answer, byte for byte, saying what it is (Stripe's convention).
         headers[REPLAYED] = "true"
     return Response(answer.body, status_code=answer.status, headers=headers)
-
-
-async def _visible(c: Container, item_id: UUID, position: int | None) -> bool:
-    """Answer once this process's reads include the write (WRITE_VISIBLE_WAIT_MS at
-    most): a client's next request here sees its own write with no token. False when
-    the wait ran out or could not even begin (the read model is not being followed)."""
-    wait = c.settings.write_visible_wait_ms / 1000
-    if position is None or wait <= 0:
-        return True  # nothing to wait for (no event yet), or told not to wait
-    return await c.queries.visible(item_id, position, wait)
 
 
 def _position(tokens: TokenCodec, token: str | None) -> int | None:

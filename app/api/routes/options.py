@@ -37,6 +37,19 @@ def add_options(router: APIRouter) -> None:
         )
 
 
+def add_path_options(router: APIRouter, path: str, served: set[str]) -> None:
+    """OPTIONS for a path whose routes are not the router's own (GraphQL's)."""
+    allow = methods.register(path, served)
+    router.add_api_route(
+        path,
+        _options(allow),
+        methods=["OPTIONS"],
+        status_code=204,
+        response_class=Response,
+        include_in_schema=False,
+    )
+
+
 def _options(allow: str) -> Callable[..., Coroutine[Any, Any, Response]]:
     async def options() -> Response:
         return Response(status_code=204, headers={"Allow": allow})

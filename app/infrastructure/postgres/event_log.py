@@ -27,7 +27,7 @@ CONNECT_TIMEOUT = 5.0
 # projector step adds to the projection lag.
 READ_AFTER = """
 SELECT s.snap::text AS snap, e.position, e.event_id, e.item_id, e.item_version,
-       e.type, e.payload::text AS payload, e.occurred_at,
+       e.type, e.payload::text AS payload, e.occurred_at, e.trace_context,
        EXISTS (SELECT 1 FROM dead_letters d WHERE d.item_id = e.item_id) AS held
 FROM (SELECT pg_current_snapshot() AS snap) AS s
 LEFT JOIN LATERAL (
@@ -70,6 +70,7 @@ def stored_event(r: Mapping[str, Any]) -> StoredEvent:
         payload=r["payload"],
         occurred_at=r["occurred_at"],
         held=bool(r.get("held", False)),
+        trace_context=r.get("trace_context"),
     )
 
 

@@ -26,7 +26,34 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
-def migrate(database_url: str, revision: str = "head") -> None:
+def migrate(database_url: str, revision: str = "head") -> str | None:
+    """Upgrade to `revision`; the revision the database is at afterwards."""
     from alembic import command
 
     command.upgrade(alembic_config(database_url), revision)
+    return current(database_url)
+
+
+def current(database_url: str) -> str | None:
+    """The revision the database is at (None: not migrated at all)."""
+    import asyncio
+
+    import asyncpg
+
+    from app.settings import asyncpg_dsn
+
+    async def read() -> str | None:
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            if not await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL"):
+                return None
+            found: str | None = await conn.fetchval("SELECT version_num FROM alembic_version")
+            return found
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(read())
+    raise RuntimeError("migrations.current() runs outside an event loop")

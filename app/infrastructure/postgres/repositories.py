@@ -12,6 +12,7 @@ from uuid import UUID
 
 import orjson
 
+from app import tracing
 from app.commands import outbox
 from app.commands.idempotency import IdempotencyStore, StoredResponse
 from app.commands.unit_of_work import ItemRepository
@@ -42,8 +43,8 @@ DELETE_ITEM = "DELETE FROM items WHERE id = $1"
 LAST_POSITION = "SELECT max(position) FROM events WHERE item_id = $1"
 # position and tx_id are filled in by PostgreSQL (identity, pg_current_xact_id()).
 INSERT_EVENT = """
-INSERT INTO events (event_id, item_id, item_version, type, payload, occurred_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+INSERT INTO events (event_id, item_id, item_version, type, payload, occurred_at, trace_context)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
 RETURNING position
 """
 
@@ -106,6 +107,7 @@ class PgEventStore:
         # One statement per event: a command raises one event, and positions taken in
         # one transaction one after another grow.
         position = 0
+        context = tracing.traceparent()  # None unless tracing is on
         for e in new_events:
             position = await self._tx.fetchval(
                 INSERT_EVENT,
@@ -115,6 +117,7 @@ class PgEventStore:
                 type(e).__name__,
                 outbox.payload_text(e),
                 e.occurred_at,
+                context,
             )
         return int(position)
 

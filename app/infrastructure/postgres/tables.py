@@ -73,6 +73,9 @@ events = Table(
     # occurred_at is the handler's: projection lag is measured from this one. NULL on
     # rows written before it existed.
     Column("recorded_at", TIMESTAMP(timezone=True), server_default=text("clock_timestamp()")),
+    # The writing request's trace context (W3C traceparent) when tracing is on: the
+    # projection batch that applies the event links to it (app/tracing.py).
+    Column("trace_context", Text, nullable=True),
     UniqueConstraint("item_id", "item_version"),
 )
 
@@ -142,5 +145,20 @@ projection_layout = Table(
     metadata,
     Column("read_model", Text, primary_key=True),
     Column("partitions", Integer, nullable=False),
+    Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+# The outbox relay's row per NATS stream: how far the broker has acknowledged (moved only
+# after the acknowledgement), and the lease of the one relay that may publish now.
+relay_checkpoints = Table(
+    "relay_checkpoints",
+    metadata,
+    Column("stream", Text, primary_key=True),
+    Column("position", BigInteger, nullable=False, server_default=text("0")),
+    Column("owner", Text, nullable=True),
+    Column("owner_pid", Integer, nullable=True),
+    Column("owner_host", Text, nullable=True),
+    Column("lease_until", TIMESTAMP(timezone=True), nullable=True),
+    Column("acquired_at", TIMESTAMP(timezone=True), nullable=True),
     Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
 )
