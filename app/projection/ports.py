@@ -158,7 +158,9 @@ class ProjectionStore(Protocol):
     async def still_current(self, targets: list[Target]) -> bool:
         """Whether every target is still what its pointer names."""
 
-    async def load(self, target: Target, item_ids: list[str]) -> dict[str, ItemState]: ...
+    async def load(self, target: Target, item_ids: list[str]) -> dict[str, ItemState]:
+        """The items' versions and views in the target's generation; raises Fenced when
+        its pointer no longer names it (a rebuild switched and dropped it meanwhile)."""
 
     async def apply(self, target: Target, expected: int, new: int, ops: list[ViewOp]) -> int:
         """Apply ops and move the checkpoint from `expected` to `new`, atomically; raises

@@ -56,6 +56,26 @@ async def test_a_stale_epoch_is_refused_where_the_checkpoint_would_pass(
     await store.apply(unowned, checkpoint + 2, checkpoint + 2, [])
 
 
+async def test_a_load_from_a_generation_no_longer_live_is_fenced(
+    redis: Redis, prefix: str
+) -> None:
+    """A rebuild switches the pointer and drops the old generation between two batches
+    of the live projector: its next load must say so, not answer "no such items" (it
+    would fold updates onto items it believes missing, and log a failed batch)."""
+    store = RedisProjectionStore(redis, KeyLayout(prefix, 1))
+    building, checkpoint = await store.resolve(0)  # a fresh Redis: a restore
+    op = _op(1)
+    await store.apply(building, checkpoint, checkpoint + 1, [op])
+    await store.activate(building)
+    target = replace(building, building=False)
+    assert (await store.load(target, [op.item_id]))[op.item_id].version == 1
+
+    await redis.set(store.layout.gen(0), "g-next")  # what a rebuild's switch does
+    await store.drop_generation(0, target.generation)
+    with pytest.raises(Fenced, match="generation"):
+        await store.load(target, [op.item_id])
+
+
 async def test_epochs_only_grow_across_acquisitions(
     database_url: str, settings: Settings, db: asyncpg.Connection
 ) -> None:

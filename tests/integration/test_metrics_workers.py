@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -35,8 +36,10 @@ def _sum(pattern: re.Pattern[str], text: str) -> float:
 
 
 async def test_a_scrape_of_any_worker_counts_every_process(
-    settings: Settings, tmp_path: Path
+    settings: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
+    # `db` empties the session's tables: an event an earlier test left would be
+    # projected (and counted) too.
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**items_env(settings, PROJECTION_PARTITIONS="2"), "PORT": str(port)}
@@ -66,7 +69,12 @@ async def test_a_scrape_of_any_worker_counts_every_process(
             return _sum(POST_ROUTE, got.text), _sum(PROJECTED, got.text)
 
         # The counters are flushed once a second; the projection catches up in less.
-        await eventually(scrape, lambda c: c == (writes, writes), within=30)
+        try:
+            await eventually(scrape, lambda c: c == (writes, writes), within=30)
+        except AssertionError as exc:
+            exc.add_note(f"{writes} writes over workers {pids}; items serve said:\n"
+                         f"{serve.log()[-8000:]}")  # fmt: skip
+            raise
         # Whichever worker answers, the same totals (each read every process's files).
         for _ in range(60):
             assert await scrape() == (writes, writes)

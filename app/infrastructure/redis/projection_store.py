@@ -140,8 +140,12 @@ class RedisProjectionStore:
             return {}  # HMGET/MGET with no keys is an error in Redis
         base = self.layout.base(target.partition, target.generation)
         versions_key = self.layout.versions(target.partition, target.generation)
-        reply = await self._load(keys=[versions_key], args=[base, *item_ids])
-        versions, datas = reply[: len(item_ids)], reply[len(item_ids) :]
+        reply = await self._load(
+            keys=[versions_key, self._pointer(target)], args=[base, target.generation, *item_ids]
+        )
+        if reply[0] == -1:
+            raise Fenced(f"partition {target.partition}: {reply[1:]!r}")
+        versions, datas = reply[1 : len(item_ids) + 1], reply[len(item_ids) + 1 :]
         states = {}
         for item_id, version, data in zip(item_ids, versions, datas, strict=True):
             states[item_id] = ItemState(
