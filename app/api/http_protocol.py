@@ -86,7 +86,10 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
                 if room <= 0:
                     self._refuse_head()
                     return
-                piece, data = data[:room], data[room:]
+                if len(data) <= room:  # the common case: no copies
+                    piece, data = data, b""
+                else:
+                    piece, data = data[:room], data[room:]
                 self._head_bytes += len(piece)
             else:
                 piece, data = data, b""
