@@ -23,6 +23,7 @@ from app.projection.ports import EventLog, LeaderSession, LogConnector, StoredEv
 from app.projection.reapply import reapply
 from app.projection.step import BatchStep
 from app.quiet import Quiet
+from app.waker import Waker
 
 log = logging.getLogger("items.projector")
 
@@ -63,9 +64,9 @@ class Projector:
         self._transient = transient
         self.ownership = ownership
         self._waiting = Quiet(log, "projector waiting")
-        self._wake = asyncio.Event()
+        self._wake = Waker()
         if ownership is not None:
-            ownership.on_change = self._wake.set
+            ownership.on_change = self._wake.wake
             ownership.waiting = self._waiting
         self._session: LeaderSession | None = None
         self._stopping = False
@@ -110,11 +111,11 @@ class Projector:
         Cooperative on purpose: a cancellation can be swallowed inside client
         libraries (and by asyncio.wait_for on Python 3.11), a flag cannot."""
         self._stopping = True
-        self._wake.set()
+        self._wake.wake()
 
     async def _project(self, ownership: Ownership) -> None:
         self._session = session = await self._connector.connect()
-        await session.listen(self._wake.set)
+        await session.listen(self._wake.wake)
         self.step.reset()
         backoff = FIRST_BACKOFF
         while not session.is_closed():
@@ -155,19 +156,9 @@ class Projector:
             await session.close()
 
     async def _sleep(self, delay: float) -> None:
-        """Wait for a NOTIFY or `delay`, whichever comes first.
-
-        A timer sets the event rather than asyncio.wait_for/timeout: on Python 3.11 both
-        can swallow a cancellation that lands just as the timeout fires, and then the
-        projector would never stop."""
-        if self._stopping:
-            return
-        handle = asyncio.get_running_loop().call_later(delay, self._wake.set)
-        try:
-            await self._wake.wait()
-        finally:
-            handle.cancel()
-            self._wake.clear()
+        """A NOTIFY, a stop, an ownership change or `delay`, whichever comes first."""
+        if not self._stopping:
+            await self._wake.sleep(delay)
 
     # -- without ownership ------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from app.relay.ports import (
     Held,
     Message,
 )
+from app.waker import Waker
 
 log = logging.getLogger("items.relay")
 
@@ -90,7 +91,7 @@ class Relay:
         self._timeout = min(1.0, lease / 6)
         self._transient = transient
         self._waiting = Quiet(log, "relay waiting")
-        self._wake = asyncio.Event()
+        self._wake = Waker()
         self._stopping = False
         self._renew_by = 0.0  # monotonic time by which the lease must be renewed again
         self._since = ""  # when this relay took the lease it holds (Held.since)
@@ -100,7 +101,7 @@ class Relay:
     def stop(self) -> None:
         """Finish the event in hand, save the checkpoint, give the lease up, return."""
         self._stopping = True
-        self._wake.set()
+        self._wake.wake()
 
     async def run(self) -> None:
         backoff = FIRST_BACKOFF
@@ -118,7 +119,7 @@ class Relay:
         async with contextlib.AsyncExitStack() as stack:
             session = await self._log.connect()
             stack.push_async_callback(session.close)
-            await session.listen(self._wake.set)
+            await session.listen(self._wake.wake)
             store = await self._checkpoints.connect()
             stack.push_async_callback(store.close)
             broker = await self._broker.connect()
@@ -209,13 +210,6 @@ class Relay:
                 delay = min(delay * 2, MAX_RETRY_DELAY)
 
     async def _sleep(self, delay: float) -> None:
-        """Wait for a NOTIFY, a stop or `delay` (a timer, not wait_for: see the
-        projector's runner for why)."""
-        if self._stopping:
-            return
-        handle = asyncio.get_running_loop().call_later(delay, self._wake.set)
-        try:
-            await self._wake.wait()
-        finally:
-            handle.cancel()
-            self._wake.clear()
+        """A NOTIFY, a stop or `delay`, whichever comes first."""
+        if not self._stopping:
+            await self._wake.sleep(delay)

@@ -204,9 +204,8 @@ def test_sequences_of_calls_that_follow_the_links(
 
         def before_call(self, case: Case) -> None:
             genuine(case, seeds)
-            headers: MutableMapping[str, Any] = case.headers or {}
-            if self.pending and "Consistency-Token" not in headers:
-                case.headers = {**headers, "Consistency-Token": self.pending}
+            if self.pending and case.headers is not None:  # case-insensitive
+                case.headers.setdefault("Consistency-Token", self.pending)
 
         def after_call(self, response: Any, case: Case) -> None:
             if response.headers.get("consistency-pending") == ["true"]:

@@ -56,9 +56,7 @@ async def test_a_stale_epoch_is_refused_where_the_checkpoint_would_pass(
     await store.apply(unowned, checkpoint + 2, checkpoint + 2, [])
 
 
-async def test_a_load_from_a_generation_no_longer_live_is_fenced(
-    redis: Redis, prefix: str
-) -> None:
+async def test_a_load_from_a_generation_no_longer_live_is_fenced(redis: Redis, prefix: str) -> None:
     """A rebuild switches the pointer and drops the old generation between two batches
     of the live projector: its next load must say so, not answer "no such items" (it
     would fold updates onto items it believes missing, and log a failed batch)."""
