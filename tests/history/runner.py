@@ -87,7 +87,7 @@ async def _drive(
         asyncio.create_task(_sample(svc.base_url, rec, history)),
     ]
     try:
-        order = fault_kit.plan(seed, names)
+        order = fault_kit.plan(seed, names, svc.setup)
         history.faults = await fault_kit.run_schedule(kit, rec, order, seconds - 1.0, gap)
         await asyncio.gather(*load)
     finally:
