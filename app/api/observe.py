@@ -1,9 +1,10 @@
 """The outermost middleware: each request's id, its HTTP metrics and its access line.
 
 - X-Request-ID: the client's, when it is 1..128 printable ASCII characters, else a new
-  one (this process's random prefix and a counter: unique across processes and
-  restarts, and no os.urandom call per request, which cost 3% of a GET by id); set for the request's whole life in a context variable (app/logs.py puts it on
-  every log line, problems.py in every problem+json) and returned on every answer.
+  one (a random prefix per app and a counter: unique across workers and restarts,
+  and no os.urandom call per request, which cost 3% of a GET by id); set for the
+  request's whole life in a context variable (app/logs.py puts it on every log line,
+  problems.py in every problem+json) and returned on every answer.
 - http_requests_total / http_request_duration_seconds, labelled by the route's
   template (`/api/v1/items/{item_id}`), never the raw path: the router leaves the
   matched route in the scope, the fast read path (fast_reads.py) names its own, and

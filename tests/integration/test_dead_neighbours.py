@@ -9,7 +9,7 @@ import sys
 
 import asyncpg
 
-from app.infrastructure.postgres import leases as leases_module
+from app.infrastructure.postgres import liveness
 from app.infrastructure.postgres.leases import PgLeases
 from app.settings import Settings, asyncpg_dsn
 
@@ -54,7 +54,7 @@ async def test_a_previous_life_of_this_pid_is_dead_and_a_live_neighbour_is_not(
         # `after` runs under the same pid (this process) with another member id, and
         # `before` is no longer one of this process's open projectors (as in a container
         # restarted as pid 1): what it holds belongs to a life of this pid that has ended.
-        leases_module._LIVE_HERE.discard(before.member)
+        liveness.closed(before.member)
         assert sorted(await after.tick("", 2)) == [0, 1]
         # A neighbour whose pid runs (pid 1: init) is left alone: nothing moves back.
         await _own_pid(db, after.member, 1)

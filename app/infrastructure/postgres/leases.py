@@ -33,6 +33,8 @@ import uuid
 
 import asyncpg
 
+from app.infrastructure.postgres import liveness
+
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 5.0
 FORGET_MEMBERS_AFTER = 10  # leases: a member unseen this long is deleted, not just ignored
@@ -132,7 +134,7 @@ class PgLeases:
         # A new identity per start: a restarted process (same pid, same host) must not
         # renew leases its previous life held, whose epochs Redis may have moved past.
         self.member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        _LIVE_HERE.add(self.member)
+        liveness.opened(self.member)
         self.pid = os.getpid()
         self.host = socket.gethostname()
 
@@ -172,7 +174,7 @@ class PgLeases:
         under it (only a dead one is sure), except this process's own pid under another
         member: a previous life of this very pid (a container restarted as pid 1)."""
         rows = await self.conn.fetch(LOCAL_NEIGHBOURS, self.read_model, self.host, self.member)
-        dead = [r["member"] for r in rows if r["pid"] and _gone(r["pid"], r["member"])]
+        dead = [r["member"] for r in rows if r["pid"] and liveness.gone(r["pid"], r["member"])]
         if dead:
             await self.conn.execute(FORGET_DEAD, dead)
             await self.conn.execute(LAPSE, self.read_model, dead)
@@ -183,29 +185,11 @@ class PgLeases:
             await self.conn.execute(LEAVE, self.member)
 
     async def close(self) -> None:
-        _LIVE_HERE.discard(self.member)
+        liveness.closed(self.member)
         with contextlib.suppress(Exception):  # it may be dead already
             await self.conn.close(timeout=2)
         if not self.conn.is_closed():
             self.conn.terminate()
-
-
-# The members of this process's own projectors that are still open: another member
-# under this pid is a previous life of it (a container restarted as pid 1) only if it is
-# none of these (the tests run two projectors in one process).
-_LIVE_HERE: set[str] = set()
-
-
-def _gone(pid: int, member: str) -> bool:
-    if pid == os.getpid():
-        return member not in _LIVE_HERE  # not one of ours: that life has ended
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # another user's process: it runs
-    return False
 
 
 class PgLeaseConnector:

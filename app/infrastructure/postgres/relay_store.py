@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from app.infrastructure.postgres import liveness
 from app.relay.ports import Held
 
 CONNECT_TIMEOUT = 5.0
@@ -58,13 +59,18 @@ class PgRelayCheckpoint:
         self._pid = os.getpid()
         self._host = socket.gethostname()
         self._me = f"{self._host}:{self._pid}:{uuid.uuid4().hex[:8]}"
+        liveness.opened(self._me)
 
     async def acquire(self) -> Held | None:
         await self._conn.execute(ENSURE, self._stream)
         gone = None
         row = await self._conn.fetchrow(HOLDER, self._stream)
         if row is not None and row["owner"] not in (None, self._me):
-            if row["owner_host"] == self._host and row["owner_pid"] and _gone(row["owner_pid"]):
+            if (
+                row["owner_host"] == self._host
+                and row["owner_pid"]
+                and liveness.gone(row["owner_pid"], row["owner"])
+            ):
                 gone = row["owner"]
         held = await self._conn.fetchrow(
             ACQUIRE, self._stream, self._me, self._pid, self._host, self._lease, gone
@@ -81,22 +87,11 @@ class PgRelayCheckpoint:
         await self._conn.execute(RELEASE, self._stream, self._me)
 
     async def close(self) -> None:
+        liveness.closed(self._me)
         with contextlib.suppress(Exception):  # it may be dead already
             await self._conn.close(timeout=2)
         if not self._conn.is_closed():
             self._conn.terminate()
-
-
-def _gone(pid: int) -> bool:
-    """Whether no process has this pid (only a dead one is sure: a pid that runs may be
-    anything, so its lease is waited out)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 class PgRelayConnector:
