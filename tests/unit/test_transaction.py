@@ -67,8 +67,18 @@ def transaction(db: FakeDatabase) -> Transaction:
     return Transaction(cast(Database, db))
 
 
-async def test_a_dead_pooled_connection_at_begin_starts_again_on_a_fresh_one() -> None:
-    dead, fresh = FakeConnection({"BEGIN": DEAD}), FakeConnection()
+# What asyncpg raises on a pooled connection whose server sent FATAL (pg_terminate_backend)
+# before its end of file arrived: a plain Exception, before anything is sent.
+SWITCH = asyncpg.InternalClientError(
+    "cannot switch to state 15; another operation (2) is in progress"
+)
+
+
+@pytest.mark.parametrize("error", [DEAD, SWITCH], ids=["ended", "ended, FATAL unread"])
+async def test_a_dead_pooled_connection_at_begin_starts_again_on_a_fresh_one(
+    error: Exception,
+) -> None:
+    dead, fresh = FakeConnection({"BEGIN": error}), FakeConnection()
     db = FakeDatabase(dead, fresh)
     tx = transaction(db)
     await tx.execute("INSERT 1")
@@ -79,24 +89,6 @@ async def test_a_dead_pooled_connection_at_begin_starts_again_on_a_fresh_one() -
     assert fresh.sent == ["BEGIN", "INSERT 1", "COMMIT"]
     assert db.released == [dead, fresh]
     assert not fresh.terminated
-
-
-# What asyncpg raises on a pooled connection whose server sent FATAL (pg_terminate_backend)
-# before its end of file arrived: a plain Exception, before anything is sent.
-SWITCH = asyncpg.InternalClientError(
-    "cannot switch to state 15; another operation (2) is in progress"
-)
-
-
-async def test_a_begin_on_a_connection_the_server_just_ended_starts_again_on_a_fresh_one() -> None:
-    dead, fresh = FakeConnection({"BEGIN": SWITCH}), FakeConnection()
-    db = FakeDatabase(dead, fresh)
-    tx = transaction(db)
-    await tx.execute("INSERT 1")
-    await tx.commit()
-    await tx.end(None)
-    assert dead.terminated
-    assert fresh.sent == ["BEGIN", "INSERT 1", "COMMIT"]
 
 
 @pytest.mark.parametrize("failing", ["INSERT 2", "COMMIT"])
