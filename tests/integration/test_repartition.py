@@ -17,11 +17,22 @@ from redis.asyncio import Redis
 from app.bootstrap import Container
 from app.infrastructure.postgres import leases
 from app.infrastructure.redis.keys import LAYOUT_VERSION, KeyLayout, scan_pattern
+from app.settings import Settings
 from tests.helpers import Running, eventually, owners
 
 pytestmark = pytest.mark.slow
 
 ITEMS = "/api/v1/items"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # Here the API, its projector, the readers, the writer and the rebuild share one
+    # event loop in one process: on a loaded 2-core machine a reply can wait behind the
+    # rebuild's own work for longer than the 1 s a served process allows a Redis call
+    # (CI saw "Timeout reading from ...redis.sock" once). `items rebuild` runs in a
+    # process of its own.
+    return settings.model_copy(update={"redis_timeout": 5.0})
 
 
 async def _all_pages(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
