@@ -110,7 +110,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.appended: list[tuple[int, Event]] = []
         self.committed = False
 
-    async def _append(self, events: list[Event]) -> int:
+    async def _append(self, events: list[Event], *, last: bool) -> int:
         assert events, "nothing to append"
         self._db.appends.append(list(events))
         for event in events:

@@ -76,9 +76,15 @@ class CommandBus:
 
     async def handle(self, cmd: Command) -> CommandResult:
         async with self._uow_factory() as uow:
-            result = await self._run(cmd, uow)
-            await uow.commit()
-        return result
+            item = await self._apply(cmd, uow)
+            changed = bool(item.events)
+            # Nothing to append: the answer names the item's latest event, read while
+            # the item is still locked. Otherwise the commit appends and says where:
+            # a new item is then one statement, with no BEGIN or COMMIT of its own.
+            latest = None if changed else await uow.items.last_position(item.id)
+            position = await uow.commit()
+        return CommandResult(item=item, position=latest if position is None else position,
+                             changed=changed)  # fmt: skip
 
     async def handle_idempotent(
         self,
@@ -101,11 +107,16 @@ class CommandBus:
             await uow.commit()
         return Answered(response, replayed=False)
 
-    async def _run(self, cmd: Command, uow: UnitOfWork) -> CommandResult:
+    async def _apply(self, cmd: Command, uow: UnitOfWork) -> Item:
+        """The handler, then the rules: nothing is written yet if a rule refuses."""
         handler = self._handlers[type(cmd)]
         item = await handler(cmd, uow, self._clock())
         for rule in self._rules.get(type(cmd), ()):
             rule(cmd, item)
+        return item
+
+    async def _run(self, cmd: Command, uow: UnitOfWork) -> CommandResult:
+        item = await self._apply(cmd, uow)
         changed = bool(item.events)
         position = await uow.flush()
         if position is None:

@@ -78,25 +78,34 @@ class UnitOfWork(abc.ABC):
     async def flush(self) -> int | None:
         """Append the events raised so far to the outbox (in this transaction) and
         return the position of the last one (None when nothing was raised)."""
+        return await self._flush(last=False)
+
+    async def _flush(self, *, last: bool) -> int | None:
         events = [event for item in self.items.seen.values() for event in item.events]
         if not events:
             return None
-        position = await self._append(events)
+        position = await self._append(events, last=last)
         for item in self.items.seen.values():
             item.events.clear()
         self._appended = getattr(self, "_appended", 0) + len(events)
         return position
 
-    async def commit(self) -> None:
-        await self.flush()
+    async def commit(self) -> int | None:
+        """Append what is left to append, commit, and return the position of the last
+        event this call appended (None when there was none left)."""
+        position = await self._flush(last=True)
         await self._commit()
         appended = getattr(self, "_appended", 0)
         if appended:  # counted once they are committed, not when they were raised
             metrics.instance().events_appended.inc(appended)
             self._appended = 0
+        return position
 
     @abc.abstractmethod
-    async def _append(self, events: list[Event]) -> int: ...
+    async def _append(self, events: list[Event], *, last: bool) -> int:
+        """Write the events (and the rows the repository holds back for them); `last`:
+        only the commit follows, so a store may write all of it as one statement in a
+        transaction of its own when nothing else has run yet."""
 
     @abc.abstractmethod
     async def _commit(self) -> None: ...

@@ -186,3 +186,45 @@ def test_a_lost_protocol_state_anywhere_else_is_unreachable_not_a_bug() -> None:
     """Outside a unit of work too (a status read, a ping), the entry points answer 503."""
     assert pool.unreachable(SWITCH)
     assert isinstance(SWITCH, pool.ERRORS)
+
+
+# -- a statement of its own (a create without an Idempotency-Key) ------------------------
+
+
+@pytest.mark.parametrize("error", [DEAD, SWITCH], ids=["ended", "ended, FATAL unread"])
+async def test_a_statement_of_its_own_that_met_a_dead_connection_is_sent_again_once(
+    error: Exception,
+) -> None:
+    dead, fresh = FakeConnection({"CREATE": error}), FakeConnection()
+    db = FakeDatabase(dead, fresh)
+    assert await transaction(db).alone("fetchval", "CREATE") == 1
+    assert dead.terminated
+    assert not fresh.terminated
+    assert db.expired == 1
+    assert fresh.sent == ["CREATE"]  # no BEGIN, no COMMIT
+    assert db.released == [dead, fresh]
+
+
+async def test_a_statement_of_its_own_is_sent_again_only_once() -> None:
+    db = FakeDatabase(FakeConnection({"CREATE": DEAD}), FakeConnection({"CREATE": DEAD}))
+    with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+        await transaction(db).alone("fetchval", "CREATE")
+    assert len(db.released) == 2
+
+
+@pytest.mark.parametrize(
+    "error",
+    [TimeoutError(), asyncpg.exceptions.AdminShutdownError(), asyncpg.UniqueViolationError()],
+    ids=["timed out", "shutdown", "refused"],
+)
+async def test_a_statement_of_its_own_that_timed_out_or_was_refused_is_not_sent_again(
+    error: Exception,
+) -> None:
+    conn = FakeConnection({"CREATE": error})
+    db = FakeDatabase(conn, FakeConnection())
+    with pytest.raises(type(error)):
+        await transaction(db).alone("fetchval", "CREATE")
+    assert db.released == [conn]
+    assert db.expired == 0
+    # Refused, it is idle again and kept; timed out or shut down, its state is unknown.
+    assert conn.terminated == (not isinstance(error, asyncpg.UniqueViolationError))

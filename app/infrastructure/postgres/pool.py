@@ -215,6 +215,41 @@ class Transaction:
         self._db = db
         self._conn: asyncpg.Connection | None = None
 
+    @property
+    def begun(self) -> bool:
+        return self._conn is not None
+
+    async def alone(self, method: str, sql: str, *args: Any) -> Any:
+        """One statement as a transaction of its own (PostgreSQL's implicit one: no BEGIN,
+        no COMMIT, one round trip), before this transaction has begun. Sent again, once,
+        on a fresh connection when the first met a dead one, as `_begin` does: only for a
+        statement that is safe to send twice, since the first may have committed."""
+        assert self._conn is None, "a statement of its own runs before the transaction"
+        try:
+            return await self._alone(method, sql, args)
+        except _Lost:
+            log.info("a pooled PostgreSQL connection was dead; sending again on a new one")
+            await self._db.expire_connections()
+            return await self._alone(method, sql, args, retry=False)
+
+    async def _alone(self, method: str, sql: str, args: tuple[Any, ...], retry: bool = True
+                     ) -> Any:  # fmt: skip
+        conn = await self._db.acquire()
+        try:
+            result = await getattr(conn, method)(sql, *args)
+        except BaseException as exc:
+            lost = connection_lost(exc, conn)
+            if unreachable(exc) or not isinstance(exc, asyncpg.PostgresError):
+                terminate(conn)  # a statement refused leaves it idle, and reusable
+            await self._db.release(conn)
+            if retry and lost:
+                raise _Lost() from exc
+            if isinstance(exc, asyncpg.InternalClientError):
+                raise broken(exc) from exc
+            raise
+        await self._db.release(conn)
+        return result
+
     async def fetchrow(self, sql: str, *args: Any) -> Any:
         return await self._run("fetchrow", sql, args)
 
@@ -286,7 +321,7 @@ class Transaction:
 
 
 class _Lost(Exception):
-    """BEGIN found its pooled connection dead."""
+    """BEGIN (or a statement of its own) found its pooled connection dead."""
 
 
 def _state_unknown(exc: BaseException | None) -> bool:

@@ -30,9 +30,11 @@ SELECT id, name, description, price, tags, version, created_at, updated_at
 FROM items WHERE id = $1 FOR UPDATE
 """
 # INSERT_ITEM and UPDATE_ITEM take the same first seven parameters (_row_values).
+# ON CONFLICT DO NOTHING: a create that met a lost connection is sent again (the first
+# may have committed), and must then find its own row rather than fail (PgWrites).
 INSERT_ITEM = """
 INSERT INTO items (id, name, description, price, tags, version, updated_at, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING
 """
 UPDATE_ITEM = """
 UPDATE items SET name = $2, description = $3, price = $4, tags = $5, version = $6,
@@ -41,12 +43,34 @@ WHERE id = $1
 """
 DELETE_ITEM = "DELETE FROM items WHERE id = $1"
 LAST_POSITION = "SELECT max(position) FROM events WHERE item_id = $1"
+EVENT_POSITION = "SELECT position FROM events WHERE event_id = $1"
 # position and tx_id are filled in by PostgreSQL (identity, pg_current_xact_id()).
-INSERT_EVENT = """
-INSERT INTO events (event_id, item_id, item_version, type, payload, occurred_at, trace_context)
+EVENT_COLUMNS = "(event_id, item_id, item_version, type, payload, occurred_at, trace_context)"
+INSERT_EVENT = f"""
+INSERT INTO events {EVENT_COLUMNS}
 VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
 RETURNING position
 """
+
+
+def with_event(row_write: str, first: int) -> str:
+    """A row write and the event it raised as one statement: one round trip, and atomic
+    on its own (no BEGIN/COMMIT needed). The event row is made from the row write's
+    RETURNING, so the item row is written first and the transaction holds its id before
+    the event takes a position, as the gap check needs (PgEventStore). `first`: the
+    number of the first event parameter ($first = event_id, then as INSERT_EVENT)."""
+    p = [f"${first + k}" for k in range(6)]
+    return f"""
+WITH item AS ({row_write.strip()} RETURNING id)
+INSERT INTO events {EVENT_COLUMNS}
+SELECT {p[0]}, item.id, {p[1]}, {p[2]}, {p[3]}::jsonb, {p[4]}, {p[5]} FROM item
+RETURNING position
+"""
+
+
+CREATE_WITH_EVENT = with_event(INSERT_ITEM, 9)
+UPDATE_WITH_EVENT = with_event(UPDATE_ITEM, 8)
+DELETE_WITH_EVENT = with_event(DELETE_ITEM, 2)
 
 LOCK_KEY = "SELECT pg_try_advisory_xact_lock($1, hashtext($2))"
 GET_KEY = """
@@ -70,26 +94,94 @@ DELETE FROM idempotency_keys WHERE key IN (
 
 
 class PgItemRepository(ItemRepository):
+    """Reads (and locks) rows at once; holds the writes back until the unit of work
+    appends the events they raised, so a row and its event go out as one statement."""
+
     def __init__(self, tx: Transaction) -> None:
         super().__init__()
         self._tx = tx
+        self.held: dict[UUID, Item] = {}  # written at the next append, in this order
+        self.new: set[UUID] = set()  # held rows that are not in the table yet
 
     async def _get(self, item_id: UUID) -> Item | None:
         row = await self._tx.fetchrow(SELECT_ITEM_FOR_UPDATE, item_id)
         return None if row is None else item_from_row(row)
 
     async def _add(self, item: Item) -> None:
-        await self._tx.execute(INSERT_ITEM, *_row_values(item), item.created_at)
+        self.held[item.id] = item
+        self.new.add(item.id)
 
     async def save(self, item: Item) -> None:
-        if item.deleted:
-            await self._tx.execute(DELETE_ITEM, item.id)
-            return
-        await self._tx.execute(UPDATE_ITEM, *_row_values(item))
+        self.held[item.id] = item
 
     async def last_position(self, item_id: UUID) -> int | None:
         position = await self._tx.fetchval(LAST_POSITION, item_id)
         return None if position is None else int(position)
+
+    async def write_held(self) -> None:
+        """Write every held row, one statement each (rows without an event of theirs)."""
+        for item in self.take():
+            if item.id in self.new and not item.deleted:
+                status = await self._tx.execute(INSERT_ITEM, *_row_values(item), item.created_at)
+                if status == "INSERT 0 0":
+                    raise RuntimeError(f"item {item.id} was not written: its id is taken")
+            elif item.deleted:
+                await self._tx.execute(DELETE_ITEM, item.id)
+            else:
+                await self._tx.execute(UPDATE_ITEM, *_row_values(item))
+        self.new.clear()
+
+    def take(self) -> list[Item]:
+        held, self.held = list(self.held.values()), {}
+        return held
+
+
+def _event_values(e: Event, context: str | None) -> tuple[Any, ...]:
+    """INSERT_EVENT's parameters but the item id (which with_event takes from the row)."""
+    return (e.event_id, e.version, type(e).__name__, outbox.payload_text(e), e.occurred_at,
+            context)  # fmt: skip
+
+
+class PgWrites:
+    """The writes of one unit of work: held rows and their events, in as few statements
+    as the rules allow. A command that wrote one row and raised one event for it (every
+    command today) sends one statement for both; when it is the unit of work's only
+    statement (a create without an Idempotency-Key), that statement is its own
+    transaction, with no BEGIN or COMMIT around it."""
+
+    def __init__(self, tx: Transaction, items: PgItemRepository) -> None:
+        self._tx = tx
+        self._items = items
+        self._events = PgEventStore(tx)
+
+    async def append(self, events: list[Event], *, last: bool) -> int:
+        held, event = list(self._items.held.values()), events[0]
+        item = held[0] if len(held) == 1 and len(events) == 1 else None
+        new = item is not None and item.id in self._items.new
+        if item is None or event.item_id != item.id or (new and item.deleted):
+            await self._items.write_held()
+            return await self._events.append(events)
+        self._items.take()
+        self._items.new.clear()
+        context = tracing.traceparent()  # None unless tracing is on
+        if item.deleted:
+            sql, args = DELETE_WITH_EVENT, (item.id, *_event_values(event, context))
+        elif new:
+            sql = CREATE_WITH_EVENT
+            args = (*_row_values(item), item.created_at, *_event_values(event, context))
+        else:
+            sql, args = UPDATE_WITH_EVENT, (*_row_values(item), *_event_values(event, context))
+        if last and not self._tx.begun and sql is CREATE_WITH_EVENT:
+            # Safe to send twice (ON CONFLICT DO NOTHING), so Transaction.alone may
+            # send it again on a fresh connection when the first met a dead one.
+            position = await self._tx.alone("fetchval", sql, *args)
+            if position is None:  # the row was there: our own first attempt, or not
+                position = await self._tx.alone("fetchval", EVENT_POSITION, event.event_id)
+        else:
+            position = await self._tx.fetchval(sql, *args)
+        if position is None:
+            raise RuntimeError(f"item {item.id} was not written (its id is taken?)")
+        return int(position)
 
 
 class PgEventStore:

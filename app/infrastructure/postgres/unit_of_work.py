@@ -6,9 +6,9 @@ from app.commands.unit_of_work import UnitOfWork
 from app.domain.events import Event
 from app.infrastructure.postgres.pool import Database, Transaction
 from app.infrastructure.postgres.repositories import (
-    PgEventStore,
     PgIdempotencyStore,
     PgItemRepository,
+    PgWrites,
 )
 
 
@@ -20,8 +20,9 @@ class PgUnitOfWork(UnitOfWork):
         # The connection is taken by the first statement, not here: a command that
         # fails validation in its handler never touches the pool.
         self._tx = Transaction(self._db)
-        self.items = PgItemRepository(self._tx)
-        self._events = PgEventStore(self._tx)
+        self._rows = PgItemRepository(self._tx)
+        self.items = self._rows
+        self._writes = PgWrites(self._tx, self._rows)
         self.idempotency = PgIdempotencyStore(self._tx)
         return self
 
@@ -30,10 +31,11 @@ class PgUnitOfWork(UnitOfWork):
         # is unknown (Transaction.end).
         await self._tx.end(exc)
 
-    async def _append(self, events: list[Event]) -> int:
-        return await self._events.append(events)
+    async def _append(self, events: list[Event], *, last: bool) -> int:
+        return await self._writes.append(events, last=last)
 
     async def _commit(self) -> None:
+        await self._rows.write_held()  # rows that raised no event (none do today)
         await self._tx.commit()
 
     async def rollback(self) -> None:
