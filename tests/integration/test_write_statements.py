@@ -99,7 +99,7 @@ async def test_a_create_sent_twice_finds_its_own_first_write(
     there, writes nothing, and the event's position is read back by its id."""
     item_id, event_id = uuid.uuid4(), uuid.uuid4()
     now = await db.fetchval("SELECT now()")
-    row = (item_id, "one", None, 1, [], 1, now, now)
+    row: tuple[Any, ...] = (item_id, "one", None, 1, [], 1, now, now)
     args: tuple[Any, ...] = (*row, event_id, 1, "ItemCreated", '{"name": "one"}', now, None)
     first = await db.fetchval(sql.CREATE_WITH_EVENT, *args)
     assert first is not None

@@ -9,7 +9,8 @@ import asyncpg
 import pytest
 
 from app.infrastructure.postgres import pool
-from app.infrastructure.postgres.pool import Database, Transaction
+from app.infrastructure.postgres.pool import Database
+from app.infrastructure.postgres.transaction import Transaction
 
 DEAD = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
 

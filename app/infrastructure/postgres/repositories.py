@@ -18,7 +18,7 @@ from app.commands.idempotency import IdempotencyStore, StoredResponse
 from app.commands.unit_of_work import ItemRepository
 from app.domain.events import Event
 from app.domain.model import Item
-from app.infrastructure.postgres.pool import Transaction
+from app.infrastructure.postgres.transaction import Transaction
 
 IDEMPOTENCY_LOCK_SPACE = 0x1D3  # first half of the two-int advisory lock key
 KEY_TTL = timedelta(hours=24)  # keys are kept (at least) this long

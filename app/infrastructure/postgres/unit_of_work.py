@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from app.commands.unit_of_work import UnitOfWork
 from app.domain.events import Event
-from app.infrastructure.postgres.pool import Database, Transaction
+from app.infrastructure.postgres.pool import Database
 from app.infrastructure.postgres.repositories import (
     PgIdempotencyStore,
     PgItemRepository,
     PgWrites,
 )
+from app.infrastructure.postgres.transaction import Transaction
 
 
 class PgUnitOfWork(UnitOfWork):
