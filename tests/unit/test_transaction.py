@@ -73,9 +73,13 @@ def transaction(db: FakeDatabase) -> Transaction:
 SWITCH = asyncpg.InternalClientError(
     "cannot switch to state 15; another operation (2) is in progress"
 )
+# Both ways a pooled connection is found dead before anything of ours reached it.
+each_dead_connection = pytest.mark.parametrize(
+    "error", [DEAD, SWITCH], ids=["ended", "ended, FATAL unread"]
+)
 
 
-@pytest.mark.parametrize("error", [DEAD, SWITCH], ids=["ended", "ended, FATAL unread"])
+@each_dead_connection
 async def test_a_dead_pooled_connection_at_begin_starts_again_on_a_fresh_one(
     error: Exception,
 ) -> None:
@@ -192,7 +196,7 @@ def test_a_lost_protocol_state_anywhere_else_is_unreachable_not_a_bug() -> None:
 # -- a statement of its own (a create without an Idempotency-Key) ------------------------
 
 
-@pytest.mark.parametrize("error", [DEAD, SWITCH], ids=["ended", "ended, FATAL unread"])
+@each_dead_connection
 async def test_a_statement_of_its_own_that_met_a_dead_connection_is_sent_again_once(
     error: Exception,
 ) -> None:

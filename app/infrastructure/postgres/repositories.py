@@ -120,8 +120,8 @@ class PgItemRepository(ItemRepository):
 
     async def write_held(self) -> None:
         """Write every held row, one statement each (rows without an event of theirs)."""
-        for item in self.take():
-            if item.id in self.new and not item.deleted:
+        for item, new in self.take():
+            if new and not item.deleted:
                 status = await self._tx.execute(INSERT_ITEM, *_row_values(item), item.created_at)
                 if status == "INSERT 0 0":
                     raise RuntimeError(f"item {item.id} was not written: its id is taken")
@@ -129,10 +129,11 @@ class PgItemRepository(ItemRepository):
                 await self._tx.execute(DELETE_ITEM, item.id)
             else:
                 await self._tx.execute(UPDATE_ITEM, *_row_values(item))
-        self.new.clear()
 
-    def take(self) -> list[Item]:
-        held, self.held = list(self.held.values()), {}
+    def take(self) -> list[tuple[Item, bool]]:
+        """The held rows, each with whether it is new; none is held after."""
+        held = [(item, item.id in self.new) for item in self.held.values()]
+        self.held, self.new = {}, set()
         return held
 
 
@@ -162,7 +163,6 @@ class PgWrites:
             await self._items.write_held()
             return await self._events.append(events)
         self._items.take()
-        self._items.new.clear()
         context = tracing.traceparent()  # None unless tracing is on
         if item.deleted:
             sql, args = DELETE_WITH_EVENT, (item.id, *_event_values(event, context))
@@ -201,16 +201,8 @@ class PgEventStore:
         position = 0
         context = tracing.traceparent()  # None unless tracing is on
         for e in new_events:
-            position = await self._tx.fetchval(
-                INSERT_EVENT,
-                e.event_id,
-                e.item_id,
-                e.version,
-                type(e).__name__,
-                outbox.payload_text(e),
-                e.occurred_at,
-                context,
-            )
+            event_id, *rest = _event_values(e, context)
+            position = await self._tx.fetchval(INSERT_EVENT, event_id, e.item_id, *rest)
         return int(position)
 
 
