@@ -10,6 +10,7 @@
 --          one was answered (SWEEP_ROUNDS times, default once: as many answers), the
 --          file SWEEP_DONE is written (the driver stops wrk)
 -- PREFER (optional): the Prefer header of every write (respond-async: answer at commit).
+-- KEYED (optional, "1"): every POST carries an Idempotency-Key of its own.
 -- done() prints one line: RESULT rps=… p50_ms=… p99_ms=… errors=… requests=…
 local mode = os.getenv("MODE") or "get"
 local prefix = os.getenv("PREFIX") or "/api/v1/items/"
@@ -24,8 +25,10 @@ for p in string.gmatch(os.getenv("PATHS") or "", "[^|]+") do paths[#paths + 1] =
 local json = { ["Content-Type"] = "application/json" }
 local prefer = os.getenv("PREFER")
 if prefer and #prefer > 0 then json["Prefer"] = prefer end
+local keyed = os.getenv("KEYED") == "1"
 local n = 0
 math.randomseed(os.time())
+local run_id = tostring(os.time()) .. "-" .. tostring(math.random(1000000000))
 
 local function get()
   return wrk.format("GET", prefix .. ids[math.random(#ids)])
@@ -35,6 +38,7 @@ local function post()
   n = n + 1
   local body = string.format('{"name":"wrk item %d","price":"%d.%02d","tags":["t%d","wrk"]}',
     n, math.random(0, 999), math.random(0, 99), n % 10)
+  if keyed then json["Idempotency-Key"] = run_id .. "-" .. n end
   return wrk.format("POST", prefix, json, body)
 end
 

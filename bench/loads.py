@@ -35,12 +35,13 @@ def wrk(
     ids_file: Path | None = None,
     paths: list[str] | None = None,
     prefer: str = "",
+    keyed: bool = False,
 ) -> dict[str, Any]:
     """One wrk run (one thread, keep-alive, cfg.connections) pinned to the load CPU;
-    `prefer`: the Prefer header of its writes."""
+    `prefer`: the Prefer header of its writes; `keyed`: an Idempotency-Key on each POST."""
     seconds = duration if duration is not None else cfg.duration
     env = {**os.environ, "MODE": mode, "PREFIX": prefix, "PATHS": "|".join(paths or []),
-           "PREFER": prefer}  # fmt: skip
+           "PREFER": prefer, "KEYED": "1" if keyed else ""}  # fmt: skip
     if ids_file is not None:
         env["IDS_FILE"] = str(ids_file)
     cmd = [*pin(cfg.load_cpu, cfg), "wrk", "-t1", f"-c{cfg.connections}", f"-d{seconds}s",

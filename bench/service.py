@@ -131,6 +131,7 @@ def bench_service(cfg: Config, procs: Processes, stores: Stores, tmp: Path
     # loads with Prefer: respond-async answer at commit: the cost of the wait, same run.
     run("post", "post")
     run("post_async", "post", prefer="respond-async")
+    run("post_keyed", "post", keyed=True)  # and its Idempotency-Key row, same transaction
     run("patch", "patch", ids_file=ids_file)
     run("patch_async", "patch", ids_file=ids_file, prefer="respond-async")
     partitions = int(os.environ.get("PROJECTION_PARTITIONS", "1"))  # the service inherits it
