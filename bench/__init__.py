@@ -11,8 +11,15 @@ One run, on one machine:
   GET list (pages of 20 and 100, default sort and a tag filter), POST, PATCH, a 95/5
   read/write mix and, under that
   mix, the projection lag (a write's commit to its view in Redis), p50 and p99;
+- measures PostgreSQL's own rate for the same write statements: pgbench (prepared, 20
+  clients on the load CPU) running the write side's SQL for a create, a create with an
+  Idempotency-Key and a price change; the service's POST, keyed POST and PATCH are set
+  beside them;
 - measures `items rebuild` of BENCH_REBUILD_ITEMS items (default 1,000,000) seeded
-  straight into PostgreSQL: items per second and peak memory;
+  straight into PostgreSQL: items per second, peak memory, Redis bytes per item, and
+  beside it Redis taking the same keys and index members sent raw from one client;
+- serves GET by id, list 20 and POST on that rebuilt store and on a small one
+  (min(10,000, a tenth)): the cost must not grow with the size;
 - measures the references of ../shared/bench in the same run: the bare HTTP ceiling, the
   one-redis-py-GET ceiling and the seed-style FastAPI + SQLModel peer reading PostgreSQL
   (the same wrk loads as the service's);
@@ -32,10 +39,10 @@ installed with `pip --target bench/.venv-ref --no-deps` and put on PYTHONPATH.
 
 Env: BENCH_ITEMS, BENCH_DURATION (seconds per load), BENCH_CONNECTIONS, BENCH_WARMUP
 (seconds of warm-up load before a server's first measurement), BENCH_REBUILD_ITEMS,
-BENCH_REBUILD_BATCH (`items rebuild --batch-size`), BENCH_DATABASE_URL (admin URL; a fresh
-database is created and dropped), BENCH_REDIS_URL (keys live under a per-run prefix and
-are removed); unset, the machine's own servers on 127.0.0.1:5432 / 6379 if they answer,
-else embedded ones as `make run` starts;
+BENCH_REBUILD_BATCH (`items rebuild --batch-size`), BENCH_PGBENCH_CLIENTS (default 20),
+BENCH_DATABASE_URL (admin URL; a fresh database is created and dropped), BENCH_REDIS_URL
+(keys live under a per-run prefix and are removed); unset, the machine's own servers on
+127.0.0.1:5432 / 6379 if they answer, else embedded ones as `make run` starts;
 BENCH_SHARED (the references' folder, default ../shared/bench); the scale part:
 BENCH_SCALE=0 skips it, BENCH_SCALE_ITEMS (default min(BENCH_ITEMS, 20,000)),
 BENCH_SCALE_EVENTS (each projection backlog, default 20,000), BENCH_SCALE_DURATION
@@ -56,7 +63,10 @@ the package, one job a module:
     grpc_bench.py  gRPC GetItem: `items grpc` beside the service, and its load
     grpc_load.py   the asyncio gRPC load client (ghz is not available)
     references.py  the ../shared/bench reference servers' measurements
+    pgbench.py     pgbench running the write side's statements: the writes' references
     rebuild.py     the `items rebuild` measurement
+    redis_raw.py   the rebuild's reference: its writes sent raw; Redis memory per item
+    sizes.py       the same loads on a small store and on the rebuild's large one
     scale.py       the scale part: its configurations, the cluster, the workers rows
     scale_run.py   one configuration of it: projection runs, then the service's loads
     catchup.py     the projection's throughput catching up a backlog

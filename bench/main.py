@@ -1,5 +1,7 @@
-"""One run of the bench, in order: settings and servers, the pin, the service, the
-references, the rebuild, the scale part (BENCH_SCALE=0 skips it), then the report.
+"""One run of the bench, in order: settings and servers, the pin, the service, pgbench's
+write references, the ../shared/bench references, the rebuild, the same loads on a small
+and a large store, the scale part
+(BENCH_SCALE=0 skips it), then the report.
 Whatever fails, the processes are stopped, the databases and keys removed, and the
 partial results still printed and written."""
 
@@ -17,12 +19,14 @@ from .config import config
 from .console import say
 from .grpc_bench import NOTE as GRPC_NOTE
 from .metrics_cost import NOTE as METRICS_NOTE
+from .pgbench import bench_pgbench
 from .processes import Processes, terminate_as_exit
 from .rebuild import bench_rebuild
 from .references import bench_references
 from .scale import bench_scale
 from .servers import choose_servers
 from .service import STEADY_STATE_NOTE, bench_service
+from .sizes import bench_sizes
 from .stores import Stores
 
 
@@ -69,13 +73,15 @@ def main(argv: list[str] | None = None) -> int:
             results["measurements"].update(service)
             results["notes"] += [STEADY_STATE_NOTE, GRPC_NOTE, METRICS_NOTE]
             results["projection_lag"] = lag
+            results["measurements"].update(bench_pgbench(cfg, stores, tmp))
             if (cfg.shared / "ceiling.py").exists() and (cfg.shared / "peer_seed.py").exists():
                 results["measurements"].update(bench_references(cfg, procs, stores, tmp))
             else:
                 note = f"references skipped: {cfg.shared} not found (ratios left empty)"
                 results["notes"].append(note)
                 say(f"note: {note}")
-            results["rebuild"] = bench_rebuild(cfg, procs, stores)
+            results["rebuild"], rb_url, rb_prefix = bench_rebuild(cfg, procs, stores)
+            results["sizes"] = bench_sizes(cfg, procs, stores, tmp, rb_url, rb_prefix)
             if cfg.scale:
                 results["scale"] = {}  # filled as it goes: a failure keeps what came first
                 bench_scale(cfg, procs, stores, tmp, results["scale"])

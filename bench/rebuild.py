@@ -1,6 +1,8 @@
 """The `items rebuild` measurement: BENCH_REBUILD_ITEMS items (default 1,000,000) seeded
 straight into PostgreSQL in one statement, then a rebuild of their views pinned to the
-server CPU: items per second (from its own "rebuilt N items" line) and peak memory."""
+server CPU: items per second (from its own "rebuilt N items" line), peak memory and the
+Redis memory its views and indexes take per item; then its reference, Redis taking the
+same writes raw (redis_raw.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from app.infrastructure.redis.keys import KeyLayout, layout_key
 from .config import ITEMS_CMD, Config
 from .console import say
 from .processes import Processes, pin
+from .redis_raw import raw_redis, used_memory
 from .service import service_env
 from .stores import Stores
 
@@ -45,12 +48,12 @@ REBUILT = re.compile(
 )
 
 
-async def seed_rebuild(cfg: Config, database_url: str, prefix: str) -> int:
+async def seed_rebuild(cfg: Config, database_url: str, prefix: str, items: int) -> int:
     """Items and their creation events in one statement; then the live generation is
     marked as caught up with them, as if a projector had applied them all."""
     conn = await asyncpg.connect(database_url, command_timeout=None)
     try:
-        await conn.execute(SEED_SQL, cfg.rebuild_items)
+        await conn.execute(SEED_SQL, items)
         await conn.execute("ANALYZE items")
         head = await PgEventLog(conn).head()
     finally:
@@ -65,9 +68,12 @@ async def seed_rebuild(cfg: Config, database_url: str, prefix: str) -> int:
     return head
 
 
-def bench_rebuild(cfg: Config, procs: Processes, stores: Stores) -> dict[str, Any]:
-    database_url = stores.database(f"items_bench_rb_{cfg.run_id}")
-    prefix = f"{cfg.prefix}_rb"
+def prepare(cfg: Config, stores: Stores, name: str, items: int
+            ) -> tuple[str, str, dict[str, str]]:  # fmt: skip
+    """A fresh database and Redis prefix (`name`) with `items` seeded into PostgreSQL
+    (seed_rebuild): its URL, prefix, and the environment of `items` commands on it."""
+    database_url = stores.database(f"items_bench_{name}_{cfg.run_id}")
+    prefix = f"{cfg.prefix}_{name}"
     stores.redis_patterns.append(f"{{{prefix}:*")
     stores.redis_keys.append(layout_key(prefix))
     env = service_env(cfg, database_url, prefix, 8000)  # PORT unused here
@@ -76,15 +82,24 @@ def bench_rebuild(cfg: Config, procs: Processes, stores: Stores) -> dict[str, An
     done = subprocess.run([ITEMS_CMD, "migrate"], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"items migrate failed: {done.stderr[-2000:]}")
+    asyncio.run(seed_rebuild(cfg, database_url, prefix, items))
+    return database_url, prefix, env
+
+
+def bench_rebuild(cfg: Config, procs: Processes, stores: Stores
+                  ) -> tuple[dict[str, Any], str, str]:  # fmt: skip
+    """The rebuild's figures, and the database URL and prefix it left live (sizes.py
+    serves them)."""
     say(f"rebuild: seeding {cfg.rebuild_items:,} items straight into PostgreSQL")
     began = time.monotonic()
-    asyncio.run(seed_rebuild(cfg, database_url, prefix))
+    database_url, prefix, env = prepare(cfg, stores, "rb", cfg.rebuild_items)
     say(f"  seeded in {time.monotonic() - began:.1f}s; "
         f"items rebuild --batch-size {cfg.rebuild_batch} on CPU {cfg.server_cpu}")  # fmt: skip
     cmd = [*pin(cfg.server_cpu, cfg), ITEMS_CMD, "rebuild", "--batch-size", str(cfg.rebuild_batch)]
     gnu_time = Path("/usr/bin/time")
     if gnu_time.exists():
         cmd = [str(gnu_time), "-v", *cmd]
+    memory_before = used_memory(cfg.redis_url)
     proc = procs.start("rebuild", cmd, env)
     # wait4 gives the child's peak RSS even where GNU time is missing.
     _, status, usage = os.wait4(proc.pid, 0)
@@ -104,11 +119,20 @@ def bench_rebuild(cfg: Config, procs: Processes, stores: Stores) -> dict[str, An
         "seconds": float(found["seconds"]),
         "items_per_s": float(found["rate"].replace(",", "")),
         "max_rss_mb": max_rss_kb / 1024,
+        # The old generation was empty (seed_rebuild): the growth is the new one's.
+        "redis_bytes_per_item": (used_memory(cfg.redis_url) - memory_before) / int(found["items"]),
         "batch_size": cfg.rebuild_batch,
         "line": found.group(0),
     }
     say(
         f"  rebuild: {result['items']:,} items in {result['seconds']:.1f}s, "
-        f"{result['items_per_s']:,.0f} items/s, peak RSS {result['max_rss_mb']:.0f} MiB"
+        f"{result['items_per_s']:,.0f} items/s, peak RSS {result['max_rss_mb']:.0f} MiB, "
+        f"Redis {result['redis_bytes_per_item']:,.0f} bytes/item"
     )
-    return result
+    raw = asyncio.run(raw_redis(cfg, stores, database_url))
+    result["redis_raw"] = raw
+    result["ratio_raw"] = result["items_per_s"] / raw["items_per_s"] if raw["items_per_s"] else None
+    say(f"  reference, the same writes sent raw from one client: {raw['items_per_s']:,.0f} "
+        f"items/s ({raw['redis_bytes_per_item']:,.0f} bytes/item): rebuild at "
+        f"{result['ratio_raw'] or 0:.2f}x")  # fmt: skip
+    return result, database_url, prefix

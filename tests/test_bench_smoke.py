@@ -29,6 +29,7 @@ SERVICE = [
     "list_100_tag",
     "post",
     "post_async",
+    "post_keyed",
     "patch",
     "patch_async",
     "mix_95_5",
@@ -101,6 +102,12 @@ def test_bench_smoke_measures_every_part(tmp_path: Path, server_urls: tuple[str,
     assert cost["value"] is not None
     assert cost["value"] > 0
 
+    # PostgreSQL's own rate for the same write statements (issue 20): pgbench is the
+    # machine's or the embedded server's, so it is always there.
+    for write, ref in (("post", "post"), ("post_keyed", "post_keyed"), ("patch", "patch")):
+        assert measurements[f"ref_pgbench_{ref}"]["rps"] > 0, ref
+        assert measurements[write]["ratio_pgbench"] > 0, write
+
     lag = results["projection_lag"]
     assert lag["samples"] > 0
     assert lag["p99_ms"] >= lag["p50_ms"] > 0
@@ -109,6 +116,15 @@ def test_bench_smoke_measures_every_part(tmp_path: Path, server_urls: tuple[str,
     assert rebuild["items"] == results["settings"]["rebuild_items"]
     assert rebuild["items_per_s"] > 0
     assert rebuild["max_rss_mb"] > 0
+    assert rebuild["redis_bytes_per_item"] > 0
+    assert rebuild["redis_raw"]["items"] == rebuild["items"]
+    assert rebuild["ratio_raw"] > 0
+    sizes = results["sizes"]  # the same loads on a small store and on the rebuild's
+    assert sizes["large_items"] == rebuild["items"] > sizes["small_items"]
+    for name in ("get_by_id", "list_20", "post"):
+        assert sizes["small"][name]["rps"] > 0, name
+        assert sizes["large"][name]["rps"] > 0, name
+        assert sizes["ratios"][name] > 0, name
 
     scale = results["scale"]
     rows = {(c["redis"], c["partitions"]): c for c in scale["configurations"]}
