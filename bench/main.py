@@ -1,7 +1,6 @@
 """One run of the bench, in order: settings and servers, the pin, the service, pgbench's
 write references, the ../shared/bench references, the rebuild, the same loads on a small
-and a large store, the scale part
-(BENCH_SCALE=0 skips it), then the report.
+and a large store, the scale part (BENCH_SCALE=0 skips it), then the report.
 Whatever fails, the processes are stopped, the databases and keys removed, and the
 partial results still printed and written."""
 

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +32,6 @@ from uuid import UUID, uuid4
 import asyncpg
 import orjson
 
-from app.commands import outbox
 from app.domain.model import Item
 from app.infrastructure.postgres import repositories as sql
 
@@ -78,6 +78,16 @@ def text(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class Expr:
+    """SQL that pgbench's server computes each transaction, in place of a parameter."""
+
+    sql: str
+
+
+NEW_UUID = Expr("gen_random_uuid()")
+
+
 class Script:
     """One pgbench script: the statements, and the -D variables they read."""
 
@@ -109,36 +119,25 @@ class Script:
         return path
 
 
-class Expr:
-    def __init__(self, sql_text: str) -> None:
-        self.sql = sql_text
+def parameters(args: tuple[Any, ...], swap: dict[UUID | int, Expr]) -> dict[int, Any]:
+    """$1.. of the write side's own parameters, the ids (and a PATCH's version) swapped
+    for what pgbench computes each transaction."""
+    return {n: swap.get(v, v) if isinstance(v, UUID | int) else v for n, v in enumerate(args, 1)}
 
 
-NEW_UUID = Expr("gen_random_uuid()")
-
-
-def numbered(values: tuple[Any, ...], first: int = 1) -> dict[int, Any]:
-    return {first + k: v for k, v in enumerate(values)}
-
-
-def create_values() -> tuple[Item, tuple[Any, ...]]:
-    """A create as the API makes it (wrk's POST body), and CREATE_WITH_EVENT's values:
-    the row (id, name, description, price, tags, version, updated_at, created_at), then
-    the event (event_id, version, type, payload, occurred_at, trace context)."""
-    now = datetime.now(UTC)
-    item = Item.create(item_id=uuid4(), name="wrk item 1", price="9.99", now=now,
-                       tags=["t1", "wrk"])  # fmt: skip
-    e = item.events[0]
-    row = (NEW_UUID, item.name, item.description, item.price, list(item.tags), item.version,
-           item.updated_at, item.created_at)  # fmt: skip
-    event = (NEW_UUID, e.version, type(e).__name__, outbox.payload_text(e), e.occurred_at, None)
-    return item, row + event
+def new_item(description: str | None = None) -> Item:
+    """A create as the API makes it from wrk's POST body."""
+    return Item.create(item_id=uuid4(), name="wrk item 1", price="9.99", now=datetime.now(UTC),
+                       description=description, tags=["t1", "wrk"])  # fmt: skip
 
 
 def post_script(keyed: bool) -> Script:
-    s, (_, values) = Script(), create_values()
+    s, item = Script(), new_item()
+    e = item.events[0]
+    statement, args = sql.row_and_event(item, True, e, None)
+    create = parameters(args, {item.id: NEW_UUID, e.event_id: NEW_UUID})
     if not keyed:
-        s.statement(sql.CREATE_WITH_EVENT, numbered(values))
+        s.statement(statement, create)
         return s
     # A fresh key each time, as each client retry-safe create sends its own.
     s.meta(r"\set key random(1, 9000000000000000000)")
@@ -146,10 +145,10 @@ def post_script(keyed: bool) -> Script:
     s.meta("BEGIN;")
     s.statement(sql.LOCK_KEY, {1: sql.IDEMPOTENCY_LOCK_SPACE, 2: key})
     s.statement(sql.GET_KEY, {1: key, 2: sql.KEY_TTL})
-    s.statement(sql.CREATE_WITH_EVENT, numbered(values))
-    body = orjson.dumps({"id": str(UUID(int=1)), "name": "wrk item 1", "description": None,
-                         "price": "9.99", "tags": ["t1", "wrk"], "version": 1})  # fmt: skip
-    headers = orjson.dumps({"etag": '"1"', "location": "/api/v1/items/x"}).decode()
+    s.statement(statement, create)
+    body = orjson.dumps({"id": str(item.id), "name": item.name, "description": None,
+                         "price": "9.99", "tags": list(item.tags), "version": 1})  # fmt: skip
+    headers = orjson.dumps({"etag": '"1"', "location": f"/api/v1/items/{item.id}"}).decode()
     s.statement(sql.SAVE_KEY, {1: key, 2: "f" * 64, 3: 201, 4: headers, 5: body})
     s.meta("COMMIT;")
     return s
@@ -157,7 +156,7 @@ def post_script(keyed: bool) -> Script:
 
 def patch_script(items: int) -> Script:
     """A price change of a random seeded item: lock it, write the next version."""
-    s, (item, _) = Script(), create_values()
+    s, item = Script(), new_item(description="a thing")  # as SEED_PATCH_ITEMS
     item.update({"price": Decimal("19.99")}, now=datetime.now(UTC))
     e = item.events[-1]
     item_id = Expr("md5(:k::text)::uuid")
@@ -165,10 +164,10 @@ def patch_script(items: int) -> Script:
     s.meta("BEGIN;")
     s.statement(sql.SELECT_ITEM_FOR_UPDATE, {1: item_id}, tail=r"\gset")
     s.meta(r"\set nv :version + 1")
-    version = Expr(":nv")
-    row = (item_id, item.name, "a thing", item.price, list(item.tags), version, item.updated_at)
-    event = (NEW_UUID, version, type(e).__name__, outbox.payload_text(e), e.occurred_at, None)
-    s.statement(sql.UPDATE_WITH_EVENT, numbered(row + event))
+    statement, args = sql.row_and_event(item, False, e, None)
+    swap: dict[UUID | int, Expr] = {item.id: item_id, e.event_id: NEW_UUID,
+                                    item.version: Expr(":nv")}  # fmt: skip
+    s.statement(statement, parameters(args, swap))
     s.meta("COMMIT;")
     return s
 

@@ -42,7 +42,8 @@ def send_raw(conn: Any, commands: list[bytes]) -> None:
 
 async def raw_redis(cfg: Config, stores: Stores, database_url: str) -> dict[str, Any]:
     prefix = f"{cfg.prefix}_raw"
-    stores.redis_patterns.append(f"{{{prefix}:*")
+    pattern = f"{{{prefix}:*"
+    stores.redis_patterns.append(pattern)  # removed at the end if this fails midway
     layout = KeyLayout(prefix, 1)
     client = redis.Redis.from_url(cfg.redis_url, socket_timeout=120)
     conn = client.connection_pool.get_connection()
@@ -62,7 +63,7 @@ async def raw_redis(cfg: Config, stores: Stores, database_url: str) -> dict[str,
         client.connection_pool.release(conn)
         client.close()
     after = used_memory(cfg.redis_url)
-    await redis_drop(cfg, [f"{{{prefix}:*"], [])  # its memory back now, not at the end
+    await redis_drop(cfg, [pattern], [])  # its memory back now, not at the end
     return {
         "items": sent,
         "seconds": seconds,

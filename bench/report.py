@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 import platform
 import subprocess
@@ -31,6 +32,7 @@ PEER_OF = {
     "patch_async": "ref_peer_patch",
     "mix_95_5": "ref_peer_mix_95_5",
 }
+OPS = {">=": operator.ge, "<": operator.lt, "<=": operator.le}
 # A write's measurement -> pgbench running the same statements (pgbench.py).
 PGBENCH_OF = {
     "post": "ref_pgbench_post",
@@ -111,6 +113,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         return float(value) if value is not None else None
 
     post, projected = get("post", "rps"), projection_rate(results)
+    projected_per_post = projected / post if projected and post else None
     checks: list[tuple[str, float | None, str, float]] = [
         ("GET by id / Redis GET ceiling", get("get_by_id", "ratio_redis"), ">=", 0.9),
         ("GET by id / seed peer GET", get("get_by_id", "ratio_peer"), ">=", 6.0),
@@ -121,12 +124,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("POST keyed / pgbench, same tx", get("post_keyed", "ratio_pgbench"), ">=", 0.6),
         ("PATCH / pgbench, same tx", get("patch", "ratio_pgbench"), ">=", 0.5),
         ("projection lag p99 ms", lag.get("p99_ms"), "<=", 10.0),
-        (
-            "projection events/s / POST rps",
-            projected / post if projected and post else None,
-            ">=",
-            1.0,
-        ),  # fmt: skip
+        ("projection events/s / POST rps", projected_per_post, ">=", 1.0),
         ("rebuild items/s", rb.get("items_per_s"), ">=", 30_000.0),
         ("rebuild / raw Redis, same writes", rb.get("ratio_raw"), ">=", 0.5),
         ("rebuild peak RSS MiB", rb.get("max_rss_mb"), "<=", 150.0),
@@ -143,8 +141,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         checks.append((f"{load} {at}", ratio, ">=", 0.9))
     out = []
     for name, value, op, bound in checks:
-        met = None if value is None else {">=": value >= bound, "<": value < bound,
-                                          "<=": value <= bound}[op]  # fmt: skip
+        met = None if value is None else OPS[op](value, bound)
         out.append({"target": f"{name} {op} {bound:g}", "value": value, "met": met})
     return out
 

@@ -20,6 +20,7 @@ from .console import say, show
 from .loads import warm_views, wrk
 from .processes import Processes, free_port, pin, wait_http
 from .rebuild import prepare
+from .service import service_env
 from .stores import Stores
 
 LOADS = ("get_by_id", "list_20", "post")
@@ -35,10 +36,10 @@ async def sample_ids(database_url: str, n: int) -> list[str]:
 
 
 def loads_at(cfg: Config, procs: Processes, tmp: Path, label: str, database_url: str,
-             env: dict[str, str], ids: int) -> dict[str, Any]:  # fmt: skip
+             prefix: str, ids: int) -> dict[str, Any]:  # fmt: skip
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**env, "PORT": str(port), "PROJECTOR_IN_PROCESS": "true", "LOG_LEVEL": "warning"}
+    env = service_env(cfg, database_url, prefix, port)
     proc = procs.start(f"service_{label}", [*pin(cfg.server_cpu, cfg), ITEMS_CMD, "serve"], env)
     try:
         wait_http(base + "/readyz", proc, procs, f"service_{label}", timeout=90)
@@ -62,13 +63,12 @@ def bench_sizes(cfg: Config, procs: Processes, stores: Stores, tmp: Path,
     large_n = cfg.rebuild_items
     small_n = max(100, min(10_000, large_n // 10))
     say(f"sizes: GET by id, list 20 and POST at {small_n:,} and at {large_n:,} items")
-    small_url, _, small_env = prepare(cfg, stores, "small", small_n)
+    small_url, small_prefix, small_env = prepare(cfg, stores, "small", small_n)
     done = subprocess.run([ITEMS_CMD, "rebuild"], env=small_env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"items rebuild of the small store failed: {done.stderr[-2000:]}")
-    large_env = {**small_env, "DATABASE_URL": large_url, "REDIS_PREFIX": large_prefix}
-    small = loads_at(cfg, procs, tmp, f"{small_n:,}", small_url, small_env, small_n)
-    large = loads_at(cfg, procs, tmp, f"{large_n:,}", large_url, large_env, small_n)
+    small = loads_at(cfg, procs, tmp, f"{small_n:,}", small_url, small_prefix, small_n)
+    large = loads_at(cfg, procs, tmp, f"{large_n:,}", large_url, large_prefix, small_n)
     ratios = {name: large[name]["rps"] / small[name]["rps"] for name in LOADS}
     say("  large / small: " + ", ".join(f"{n} {r:.2f}" for n, r in ratios.items()))
     return {"small_items": small_n, "large_items": large_n, "small": small, "large": large,

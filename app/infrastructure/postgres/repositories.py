@@ -143,6 +143,19 @@ def _event_values(e: Event, context: str | None) -> tuple[Any, ...]:
             context)  # fmt: skip
 
 
+def row_and_event(item: Item, new: bool, event: Event, context: str | None
+                  ) -> tuple[str, tuple[Any, ...]]:  # fmt: skip
+    """The one statement that writes `item`'s row and the event it raised, and its
+    parameters (`new`: the row is not in the table yet; `context`: the trace context,
+    None unless tracing is on). bench/pgbench.py runs the same."""
+    if item.deleted:
+        return DELETE_WITH_EVENT, (item.id, *_event_values(event, context))
+    if new:
+        return CREATE_WITH_EVENT, (*_row_values(item), item.created_at,
+                                   *_event_values(event, context))  # fmt: skip
+    return UPDATE_WITH_EVENT, (*_row_values(item), *_event_values(event, context))
+
+
 class PgWrites:
     """The writes of one unit of work: held rows and their events, in as few statements
     as the rules allow. A command that wrote one row and raised one event for it (every
@@ -163,14 +176,7 @@ class PgWrites:
             await self._items.write_held()
             return await self._events.append(events)
         self._items.take()
-        context = tracing.traceparent()  # None unless tracing is on
-        if item.deleted:
-            sql, args = DELETE_WITH_EVENT, (item.id, *_event_values(event, context))
-        elif new:
-            sql = CREATE_WITH_EVENT
-            args = (*_row_values(item), item.created_at, *_event_values(event, context))
-        else:
-            sql, args = UPDATE_WITH_EVENT, (*_row_values(item), *_event_values(event, context))
+        sql, args = row_and_event(item, new, event, tracing.traceparent())
         if last and not self._tx.begun and sql is CREATE_WITH_EVENT:
             # Safe to send twice (ON CONFLICT DO NOTHING), so Transaction.alone may
             # send it again on a fresh connection when the first met a dead one.
