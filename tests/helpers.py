@@ -156,6 +156,24 @@ class Running:
         return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
+def without(app: Running, *skipped: type) -> ASGIApp:
+    """The same app, state and routes, with every middleware but `skipped`: the router
+    answering what a path below it (fast_reads.py, fast_writes.py) would."""
+    fastapi = app.fastapi
+    kept = fastapi.user_middleware
+    fastapi.user_middleware = [m for m in kept if m.cls not in skipped]  # type: ignore[comparison-overlap]
+    try:
+        stack = fastapi.build_middleware_stack()
+    finally:
+        fastapi.user_middleware = kept
+
+    async def router_only(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = fastapi  # what Starlette.__call__ sets before its own stack
+        await stack(scope, receive, send)
+
+    return router_only
+
+
 @contextlib.asynccontextmanager
 async def running(app: FastAPI, *, within: float = 5.0) -> AsyncIterator[Running]:
     """The app's lifespan, until the block ends; first, the read model goes live (the

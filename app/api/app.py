@@ -17,6 +17,7 @@ from starlette.routing import Route
 from app import bootstrap, metrics, proctitle, tracing
 from app.api import auth, lazy_graphql, openapi, problems
 from app.api.fast_reads import FastItemReads
+from app.api.fast_writes import FastItemWrites
 from app.api.lazy_graphql import GraphQLLoader, LazyGraphQL
 from app.api.middleware import LimitBody, StripTrailingSlash
 from app.api.observe import HttpCounts, Observe, Telemetry
@@ -147,6 +148,8 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
     # Innermost: GET by id skips the router (see fast_reads.py for the profile), while
     # the API-key and CORS middleware outside it still apply.
     app.add_middleware(FastItemReads)
+    # The writes with a valid body skip the router the same way (fast_writes.py).
+    app.add_middleware(FastItemWrites)
     app.add_middleware(LimitBody)
     # Outside LimitBody: a request without a valid key is refused before its body is read.
     auth.install(app, settings)

@@ -22,14 +22,12 @@ middleware, so those still apply to it.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 from uuid import UUID
 
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api import problems
 from app.api.observe import seen
 from app.api.preconditions import entity_tags
 from app.api.reads import min_position, plain_list_query, read_response
@@ -86,7 +84,7 @@ class FastItemReads:
                     listing = dataclasses.replace(listing, min_position=position)
                 answer = await container.queries.list_items(listing)
         except Exception as exc:
-            await self._problem(scope, receive, send, exc)
+            await problems.answer(scope, receive, send, exc)
             return
         await read_response(answer, tags)(scope, receive, send)
 
@@ -105,26 +103,16 @@ class FastItemReads:
         parsed = self._parsed[raw] = plain_list_query(raw)
         return parsed
 
-    async def _problem(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
-        """The answer the app's own exception handler gives for `exc` (looked up by MRO,
-        as Starlette does); with no handler, the exception propagates as it would."""
-        handlers = scope["app"].exception_handlers
-        handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
-        if handler is None:
-            raise exc
-        request = Request(scope, receive)
-        if inspect.iscoroutinefunction(handler):
-            response = await handler(request, exc)
-        else:
-            response = await run_in_threadpool(handler, request, exc)
-        await response(scope, receive, send)
-
 
 def _item_id(scope: Scope) -> UUID | None:
     """The id of a plain GET of one item by its canonical (lower-case) UUID, else None."""
     if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
         return None
-    path: str = scope["path"]
+    return item_path_id(scope["path"])
+
+
+def item_path_id(path: str) -> UUID | None:
+    """The id in /api/v1/items/{id} when it is a canonical (lower-case) UUID, else None."""
     if len(path) != len(PREFIX) + ID_LENGTH or not path.startswith(PREFIX):
         return None
     tail = path[len(PREFIX) :]

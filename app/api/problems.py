@@ -5,6 +5,7 @@ spells it in HTTP."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -12,8 +13,10 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from app import logs
 from app.api import methods
@@ -136,6 +139,22 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "an unexpected error occurred; it has been logged", slug="internal")
+
+
+async def answer(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    """For the paths below the router (fast_reads.py, fast_writes.py): the answer the
+    app's own exception handler gives for `exc` (looked up by MRO, as Starlette does);
+    with no handler, the exception propagates as it would."""
+    handlers = scope["app"].exception_handlers
+    handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+    if handler is None:
+        raise exc
+    request = Request(scope, receive)
+    if inspect.iscoroutinefunction(handler):
+        response = await handler(request, exc)
+    else:
+        response = await run_in_threadpool(handler, request, exc)
+    await response(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:

@@ -98,13 +98,13 @@ def read_response(answer: ReadAnswer, if_none_match: EntityTags | None) -> Respo
     """The answer to a read: the stored bytes with their ETag and position, or 304."""
     headers = [(b"etag", answer.etag.encode()), (_POSITION, str(answer.checkpoint).encode())]
     if none_match(if_none_match, answer.etag):
-        return _Raw(304, headers, b"")
+        return Raw(304, headers, b"")
     headers.append((b"content-length", str(len(answer.body)).encode()))
     headers.append((b"content-type", _CONTENT_TYPE))
-    return _Raw(200, headers, answer.body)
+    return Raw(200, headers, answer.body)
 
 
-class _Raw(Response):
+class Raw(Response):
     """A Response whose headers are given as sent: nothing computed again per answer."""
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

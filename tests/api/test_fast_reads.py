@@ -26,6 +26,7 @@ from tests.helpers import (
     create,
     visible,
     with_keys,
+    without,
 )
 
 ITEMS = "/api/v1/items"
@@ -33,20 +34,7 @@ ITEMS = "/api/v1/items"
 
 @pytest.fixture
 async def router_client(app: Running) -> AsyncIterator[httpx.AsyncClient]:
-    """The same app, state and routes, with every middleware but FastItemReads."""
-    fastapi = app.fastapi
-    kept = fastapi.user_middleware
-    fastapi.user_middleware = [m for m in kept if m.cls is not FastItemReads]  # type: ignore[comparison-overlap]
-    try:
-        stack = fastapi.build_middleware_stack()
-    finally:
-        fastapi.user_middleware = kept
-
-    async def router_only(scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = fastapi  # what Starlette.__call__ sets before its own stack
-        await stack(scope, receive, send)
-
-    async with app.client(router_only) as c:
+    async with app.client(without(app, FastItemReads)) as c:
         yield c
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from typing import Annotated
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
@@ -19,42 +17,22 @@ from app.api.openapi import (
     IfMatch,
     responses,
 )
-from app.api.preconditions import entity_tags, idempotent_request, parse_if_match, prefers
-from app.api.reads import JSON, ListParams, min_position, read_response
+from app.api.preconditions import entity_tags
+from app.api.reads import ListParams, min_position, read_response
 from app.api.routes.options import add_options
 from app.api.schemas import ItemCreate, ItemOut, ItemPageOut, ItemPatch
 from app.api.state import scope_container
-from app.bootstrap import Container
-from app.commands.bus import CommandResult
-from app.commands.commands import Command, CreateItem, DeleteItem, UpdateItem
-from app.commands.idempotency import StoredResponse
-from app.queries.errors import InvalidToken
-from app.queries.queries import GetItem, item_etag
-from app.queries.tokens import TokenCodec
-from app.queries.views import item_view, render
+from app.api.writes import (
+    WriteRequest,
+    create_command,
+    delete_command,
+    update_command,
+    write,
+)
+from app.commands.commands import Command
+from app.queries.queries import GetItem
 
 router = APIRouter(prefix="/api/v1/items", tags=["items"])
-
-TOKEN = "Consistency-Token"
-PENDING = "Consistency-Pending"  # the write is committed; the read model may not show it yet
-REPLAYED = "Idempotent-Replayed"
-APPLIED = "Preference-Applied"
-RESPOND_ASYNC = "respond-async"  # Prefer: respond-async (RFC 7240): answer at commit
-
-
-def _write_answer(c: Container, status: int) -> Callable[[CommandResult], StoredResponse]:
-    def respond(result: CommandResult) -> StoredResponse:
-        headers = {"ETag": item_etag(result.item.version)}
-        if result.position is not None:
-            headers[TOKEN] = c.tokens.issue(result.position)
-        if status == 204:
-            return StoredResponse(204, headers, b"")
-        if status == 201:
-            headers["Location"] = f"/api/v1/items/{result.item.id}"
-        headers["Content-Type"] = JSON
-        return StoredResponse(status, headers, render(item_view(result.item)))
-
-    return respond
 
 
 async def _write(
@@ -62,41 +40,18 @@ async def _write(
 ) -> Response:
     # The container straight from the request state, not through ContainerDep: a
     # sub-dependency is one more round of FastAPI's dependency solving on every write.
-    c = scope_container(request.scope)
-    respond = _write_answer(c, status)
-    if key is None:
-        # The fingerprint (and request.url, which parses the whole URL) only when needed.
-        result = await c.bus.handle(cmd)
-        answer, replayed, position = respond(result), False, result.position
-    else:
-        idempotent = idempotent_request(
-            key,
-            request.method,
-            request.url.path,
-            await request.body(),
-            request.headers.get("if-match"),
-        )
-        answered = await c.bus.handle_idempotent(cmd, idempotent, respond)
-        answer, replayed = answered.response, answered.replayed
-        position = _position(c.tokens, answer.headers.get(TOKEN))
-    headers = dict(answer.headers)
-    if prefers(request.headers.getlist("prefer"), RESPOND_ASYNC):
-        if not replayed:
-            headers[APPLIED] = RESPOND_ASYNC
-    elif not await c.write_visible(item_id, position) and not replayed:
-        headers[PENDING] = "true"
-    if replayed:
-        # The stored answer, byte for byte, saying what it is (Stripe's convention).
-        headers[REPLAYED] = "true"
-    return Response(answer.body, status_code=answer.status, headers=headers)
-
-
-def _position(tokens: TokenCodec, token: str | None) -> int | None:
-    """The position a stored answer's token names; None if this service can no longer
-    read it (signed with another SECRET_KEY): the replay then does not wait."""
-    with contextlib.suppress(InvalidToken):
-        return min_position(tokens, token)
-    return None
+    headers = request.headers
+    # The fingerprint's parts (request.url parses the whole URL) only when a key asks.
+    keyed = key is not None
+    asked = WriteRequest(
+        request.method,
+        request.url.path if keyed else "",
+        await request.body() if keyed else b"",
+        key,
+        headers.get("if-match"),
+        headers.getlist("prefer"),
+    )
+    return await write(scope_container(request.scope), cmd, item_id, status, asked)
 
 
 @router.post(
@@ -107,13 +62,7 @@ def _position(tokens: TokenCodec, token: str | None) -> int | None:
     openapi_extra={"parameters": WRITE_HEADERS},
 )
 async def create_item(body: ItemCreate, request: Request, key: IdempotencyKey = None) -> Response:
-    cmd = CreateItem(
-        item_id=uuid4(),
-        name=body.name,
-        description=body.description,
-        price=body.price,
-        tags=tuple(body.tags),
-    )
+    cmd = create_command(body)
     return await _write(request, cmd, cmd.item_id, 201, key)
 
 
@@ -161,9 +110,7 @@ async def update_item(
     key: IdempotencyKey = None,
     if_match: IfMatch = None,
 ) -> Response:
-    cmd = UpdateItem(
-        item_id=item_id, changes=body.changes(), expected_versions=parse_if_match(if_match)
-    )
+    cmd = update_command(item_id, body, if_match)
     return await _write(request, cmd, item_id, 200, key)
 
 
@@ -179,7 +126,7 @@ async def delete_item(
     key: IdempotencyKey = None,
     if_match: IfMatch = None,
 ) -> Response:
-    cmd = DeleteItem(item_id=item_id, expected_versions=parse_if_match(if_match))
+    cmd = delete_command(item_id, if_match)
     return await _write(request, cmd, item_id, 204, key)
 
 
