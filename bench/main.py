@@ -18,6 +18,7 @@ from .config import config
 from .console import say
 from .grpc_bench import NOTE as GRPC_NOTE
 from .metrics_cost import NOTE as METRICS_NOTE
+from .on_granian import server_summary
 from .pgbench import bench_pgbench
 from .processes import Processes, terminate_as_exit
 from .rebuild import bench_rebuild
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     results["finished"] = datetime.now(UTC).isoformat()
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
     report.ratios(results)
+    results["http_servers"] = server_summary(results["measurements"])  # granian / uvicorn
     results["targets"] = report.targets(results)
     path = report.write(results, cfg)
     say("")

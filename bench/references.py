@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from app.settings import sqlalchemy_url
 
+from . import on_granian
 from .config import ITEMS, REF_SITE, ROOT, Config
 from .console import say, show
 from .loads import wrk
@@ -119,6 +120,17 @@ def bench_references(cfg: Config, procs: Processes, stores: Stores, tmp: Path
             wrk(cfg, base, "get", cfg.warmup, prefix="/bare/", ids_file=ceil_file)
         run("ref_bare_http", base, "get", prefix="/bare/", ids_file=ceil_file)
         run("ref_redis_get", base, "get", prefix="/redis/", ids_file=ceil_file)
+    finally:
+        procs.stop(proc)
+    # The same constant bytes on granian: whose ceiling is the server's (on_granian.py).
+    say("references: ceiling.py on granian")
+    proc, base = on_granian.start(cfg, procs, "ceiling-granian", "ceiling:app",
+                                  ref_env(site, {"CEIL_REDIS_URL": cfg.redis_url}),
+                                  factory=False, ready="/", cwd=cfg.shared)  # fmt: skip
+    try:
+        if cfg.warmup:
+            wrk(cfg, base, "get", cfg.warmup, prefix="/bare/", ids_file=ceil_file)
+        run("ref_bare_http" + on_granian.SUFFIX, base, "get", prefix="/bare/", ids_file=ceil_file)
     finally:
         procs.stop(proc)
 

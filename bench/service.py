@@ -2,7 +2,8 @@
 the server CPU, seeded through its API, then every wrk load (GET by id cold and warm, the
 list pages, POST, PATCH, the 95/5 mix with the projection lag; beside the warm GET by id,
 GraphQL item(id) and gRPC GetItem, grpc_bench.py), then GET by id with the metrics off and
-on (metrics_cost.py)."""
+on (metrics_cost.py), then GET by id, list 20 and POST on uvicorn and on granian,
+alternating (on_granian.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .console import say, show
 from .grpc_bench import bench_grpc
 from .loads import seed_api, warm_views, wrk
 from .metrics_cost import metrics_cost
+from .on_granian import bench_servers
 from .processes import Processes, free_port, pin, wait_http
 from .stores import Stores
 
@@ -147,4 +149,5 @@ def bench_service(cfg: Config, procs: Processes, stores: Stores, tmp: Path
     if proc.returncode not in (0, -signal.SIGTERM):
         say(f"note: service exited with {proc.returncode}:\n{procs.log_tail('service')}")
     out |= metrics_cost(cfg, procs, env, ids_file)
+    out |= bench_servers(cfg, procs, env, ids_file)
     return out, lag

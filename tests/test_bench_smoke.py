@@ -35,9 +35,16 @@ SERVICE = [
     "mix_95_5",
     "get_by_id_metrics_off",
     "get_by_id_metrics_on",
+    # The HTTP server itself (issue 20): the same loads on uvicorn and on granian.
+    *(
+        f"{load}_{server}"
+        for load in ("get_by_id", "list_20", "post")
+        for server in ("uvicorn", "granian")
+    ),  # fmt: skip
 ]
 REFERENCES = [
     "ref_bare_http",
+    "ref_bare_http_granian",
     "ref_redis_get",
     "ref_peer_get_by_id",
     "ref_peer_list_20",
@@ -97,6 +104,12 @@ def test_bench_smoke_measures_every_part(tmp_path: Path, server_urls: tuple[str,
         assert measurements["get_by_id"]["ratio_peer"] > 0
     else:
         assert any("references skipped" in note for note in results["notes"])
+
+    if SHARED.is_dir():
+        servers = results["http_servers"]
+        assert set(servers) == {"bare_http", "get_by_id", "list_20", "post"}
+        assert all(pair["granian_over_uvicorn"] > 0 for pair in servers.values())
+        assert "server: get_by_id on granian" in done.stdout
 
     cost = {t["target"]: t for t in results["targets"]}["GET by id, metrics on / off >= 0.95"]
     assert cost["value"] is not None
