@@ -7,7 +7,6 @@ falls on both sides, and each side's figure is the mean of its runs."""
 
 from __future__ import annotations
 
-import signal
 import statistics
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from .config import ITEMS_CMD, Config
 from .console import say, show
 from .loads import warm_views, wrk
-from .processes import Processes, free_port, pin, wait_http
+from .processes import Processes, free_port, pin, serving
 
 NOTE = (
     "get_by_id_metrics_off / _on: GET by id in the steady state with METRICS_ENABLED false "
@@ -27,18 +26,12 @@ NOTE = (
 def one_run(cfg: Config, procs: Processes, env: dict[str, str], ids_file: Path,
             enabled: bool, n: int) -> dict[str, Any]:  # fmt: skip
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
     name = f"metrics-{'on' if enabled else 'off'}-{n}"
     run_env = {**env, "PORT": str(port), "METRICS_ENABLED": "true" if enabled else "false"}
-    proc = procs.start(name, [*pin(cfg.server_cpu, cfg), ITEMS_CMD, "serve"], run_env)
-    try:
-        wait_http(base + "/readyz", proc, procs, name, timeout=90)
+    cmd = [*pin(cfg.server_cpu, cfg), ITEMS_CMD, "serve"]
+    with serving(procs, name, cmd, run_env, f"http://127.0.0.1:{port}") as base:
         warm_views(cfg, base, ids_file)
         return wrk(cfg, base, "get", ids_file=ids_file)
-    finally:
-        procs.stop(proc)
-        if proc.returncode not in (0, -signal.SIGTERM):
-            say(f"note: {name} exited with {proc.returncode}:\n{procs.log_tail(name)}")
 
 
 def metrics_cost(cfg: Config, procs: Processes, env: dict[str, str], ids_file: Path

@@ -12,15 +12,15 @@ noise and keeps every guarantee (README, Performance)."""
 
 from __future__ import annotations
 
-import signal
 import statistics
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from .config import ITEMS, ITEMS_CMD, ROOT, VENV_BIN, Config
 from .console import say, show
 from .loads import warm_views, wrk
-from .processes import Processes, free_port, pin, wait_http
+from .processes import Processes, free_port, pin, serving
 
 GRANIAN = str(VENV_BIN / "granian")
 SERVICE_APP = "app.api.app:serving_app"  # the factory `items serve` hands uvicorn
@@ -46,33 +46,27 @@ def granian_cmd(cfg: Config, app: str, port: int, *, factory: bool) -> list[str]
     return [*cmd, *(["--factory"] if factory else []), app]
 
 
-def start(cfg: Config, procs: Processes, name: str, app: str, env: dict[str, str],
-          *, factory: bool, ready: str, cwd: Path = ROOT) -> tuple[Any, str]:  # fmt: skip
+def start(cfg: Config, procs: Processes, name: str, app: str, env: dict[str, str], *,
+          factory: bool, ready: str, cwd: Path = ROOT) -> AbstractContextManager[str]:  # fmt: skip
+    """`app` on granian on a free port: a context yielding its base URL (processes.serving)."""
     port = free_port()
-    proc = procs.start(name, granian_cmd(cfg, app, port, factory=factory), env, cwd=cwd)
-    base = f"http://127.0.0.1:{port}"
-    wait_http(base + ready, proc, procs, name, timeout=90)
-    return proc, base
+    cmd = granian_cmd(cfg, app, port, factory=factory)
+    return serving(procs, name, cmd, env, f"http://127.0.0.1:{port}", ready, cwd)
 
 
 def one_round(cfg: Config, procs: Processes, env: dict[str, str], ids_file: Path,
               server: str, n: int) -> dict[str, dict[str, Any]]:  # fmt: skip
     """A fresh service on `server`, its view cache warmed, then each of LOADS."""
     name = f"service-{server}-{n}"
-    run_env = {**env, "PORT": str(free_port())}
     if server == "granian":
-        proc, base = start(cfg, procs, name, SERVICE_APP, run_env, factory=True, ready="/readyz")
+        served = start(cfg, procs, name, SERVICE_APP, env, factory=True, ready="/readyz")
     else:
-        proc = procs.start(name, [*pin(cfg.server_cpu, cfg), ITEMS_CMD, "serve"], run_env)
-        base = f"http://127.0.0.1:{run_env['PORT']}"
-        wait_http(base + "/readyz", proc, procs, name, timeout=90)
-    try:
+        port = free_port()
+        cmd = [*pin(cfg.server_cpu, cfg), ITEMS_CMD, "serve"]
+        served = serving(procs, name, cmd, {**env, "PORT": str(port)}, f"http://127.0.0.1:{port}")
+    with served as base:
         warm_views(cfg, base, ids_file)
         return {load: wrk(cfg, base, **args) for load, args in load_args(ids_file).items()}
-    finally:
-        procs.stop(proc)
-        if proc.returncode not in (0, -signal.SIGTERM):
-            say(f"note: {name} exited with {proc.returncode}:\n{procs.log_tail(name)}")
 
 
 def bench_servers(cfg: Config, procs: Processes, env: dict[str, str], ids_file: Path

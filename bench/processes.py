@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .config import ROOT, Config
+from .console import say
 
 
 class Processes:
@@ -102,3 +103,18 @@ def terminate_as_exit() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def serving(procs: Processes, name: str, cmd: list[str], env: dict[str, str], base: str,
+            ready: str = "/readyz", cwd: Path = ROOT) -> Iterator[str]:  # fmt: skip
+    """A server started, waited for at `base + ready`, yielded, then stopped, with its
+    log's tail said when it ended other than by the SIGTERM it was sent."""
+    proc = procs.start(name, cmd, env, cwd=cwd)
+    try:
+        wait_http(base + ready, proc, procs, name, timeout=90)
+        yield base
+    finally:
+        procs.stop(proc)
+        if proc.returncode not in (0, -signal.SIGTERM):
+            say(f"note: {name} exited with {proc.returncode}:\n{procs.log_tail(name)}")

@@ -124,15 +124,12 @@ def bench_references(cfg: Config, procs: Processes, stores: Stores, tmp: Path
         procs.stop(proc)
     # The same constant bytes on granian: whose ceiling is the server's (on_granian.py).
     say("references: ceiling.py on granian")
-    proc, base = on_granian.start(cfg, procs, "ceiling-granian", "ceiling:app",
-                                  ref_env(site, {"CEIL_REDIS_URL": cfg.redis_url}),
-                                  factory=False, ready="/", cwd=cfg.shared)  # fmt: skip
-    try:
+    with on_granian.start(cfg, procs, "ceiling-granian", "ceiling:app",
+                          ref_env(site, {"CEIL_REDIS_URL": cfg.redis_url}),
+                          factory=False, ready="/", cwd=cfg.shared) as base:  # fmt: skip
         if cfg.warmup:
             wrk(cfg, base, "get", cfg.warmup, prefix="/bare/", ids_file=ceil_file)
         run("ref_bare_http" + on_granian.SUFFIX, base, "get", prefix="/bare/", ids_file=ceil_file)
-    finally:
-        procs.stop(proc)
 
     # The seed-style peer: FastAPI + SQLModel repository over PostgreSQL.
     peer_db = stores.database(f"items_bench_peer_{cfg.run_id}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
-from .on_granian import SUFFIX, server_summary
+from .on_granian import SUFFIX
 
 # The service's measurement -> the peer's measurement of the same request. The peer has no
 # tags, so a tag-filtered page is set against its plain page of the same size.
@@ -140,10 +140,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         # The same bound with the service on granian (on_granian.py): what a switch buys.
         (
             "GET by id on granian / faster bare ceiling",
-            get("get_by_id_granian", "ratio_bare"),
+            get("get_by_id" + SUFFIX, "ratio_bare"),
             ">=",
             0.9,
-        ),  # fmt: skip
+        ),
         ("GET by id, metrics on / off", metrics_ratio(ms), ">=", 0.95),
     ]
     if full_rebuild:
@@ -203,7 +203,7 @@ def table(results: dict[str, Any]) -> str:
         post = results["measurements"].get("post", {}).get("rps")
         lines.append(f"projection throughput (backlog catch-up): {projected:,.0f} events/s, "
                      f"beside POST {post or 0:,.0f} rps")  # fmt: skip
-    for label, p in server_summary(results["measurements"]).items():
+    for label, p in (results.get("http_servers") or {}).items():  # main.py: server_summary
         noise = f", rounds' spread {p['noise']:.2f}x" if p.get("noise") else ""
         times = f"{p['granian_over_uvicorn']:.2f}x{noise}"
         lines.append(f"server: {label} on granian {p['granian_rps']:,.0f} rps, on uvicorn "
