@@ -10,6 +10,8 @@ random (never 6379): each node's port and its cluster-bus port (+10000) are free
 - `restart_node(i)` starts it again on the same port with its nodes.conf, so it rejoins
   owning the same slots (empty: nothing is persisted), and waits for `cluster_state:ok`.
 - `node_of(key)` and `keys_per_node(pattern)` tell which node serves what.
+- `move_slot(key, to)` moves a slot as `redis-cli --cluster reshard` does; `begin_move`
+  returns a `SlotMove` that takes the same steps one MIGRATE at a time.
 
 `available()` gives the reason to skip when the binaries are not installed. Every node
 is killed by `stop()`, by leaving the `with` block, or at interpreter exit otherwise.
@@ -221,25 +223,26 @@ class LocalRedisCluster:
         reshard` does: IMPORTING on the target, MIGRATING on the source, MIGRATE of
         `batch` keys at a time (`pause` seconds apart), then the new owner announced to
         every node. Returns how many keys moved (0 when `to` serves the slot already)."""
-        slot = key_slot(key.encode())
+        if self.node_of(key) == to:
+            return 0
+        move = self.begin_move(key, to)
+        moved = 0
+        while keys := move.keys(batch):
+            move.migrate(keys)
+            moved += len(keys)
+            time.sleep(pause)
+        move.finish()
+        return moved
+
+    def begin_move(self, key: str, to: int) -> SlotMove:
+        """The first step of `move_slot`, with the rest left to the caller: `key`'s slot
+        IMPORTING on node `to` and MIGRATING on the node serving it."""
         source = self.node_of(key)
         if source == to:
-            return 0
-        with _client(self._ports[source]) as src, _client(self._ports[to]) as dst:
-            src_id, dst_id = src.cluster("MYID"), dst.cluster("MYID")
-            dst.cluster("SETSLOT", slot, "IMPORTING", src_id)
-            src.cluster("SETSLOT", slot, "MIGRATING", dst_id)
-            moved = 0
-            while keys := src.cluster("GETKEYSINSLOT", slot, batch):
-                src.execute_command(
-                    "MIGRATE", "127.0.0.1", self._ports[to], "", 0, 5000, "KEYS", *keys
-                )
-                moved += len(keys)
-                time.sleep(pause)
-            for port in self._live_ports():
-                with _client(port) as r:
-                    r.cluster("SETSLOT", slot, "NODE", dst_id)
-        return moved
+            raise ValueError(f"node {to} serves {key!r} already")
+        move = SlotMove(key_slot(key.encode()), self._ports[source], self._ports[to])
+        move.mark(self._live_ports())
+        return move
 
     def keys_per_node(self, pattern: str) -> list[int]:
         """How many keys match the SCAN `pattern` on each node, in node order (a killed
@@ -344,6 +347,41 @@ class LocalRedisCluster:
             tail = log.read_text(errors="replace").splitlines()[-lines:]
             out.append(f"--- {log.name}\n" + "\n".join(tail))
         return "\n".join(out)
+
+
+class SlotMove:
+    """One slot on its way from one node to another (`LocalRedisCluster.begin_move`):
+    `keys` still on the source, `migrate` some of them, `finish` moves the rest and
+    announces the new owner to every node."""
+
+    def __init__(self, slot: int, source: int, target: int) -> None:
+        self.slot, self.source, self.target = slot, source, target
+        self._nodes: list[int] = []
+        self._target_id = ""
+
+    def mark(self, nodes: list[int]) -> None:
+        self._nodes = nodes
+        with _client(self.source) as src, _client(self.target) as dst:
+            src_id, self._target_id = src.cluster("MYID"), dst.cluster("MYID")
+            dst.cluster("SETSLOT", self.slot, "IMPORTING", src_id)
+            src.cluster("SETSLOT", self.slot, "MIGRATING", self._target_id)
+
+    def keys(self, count: int = 1000) -> list[str]:
+        with _client(self.source) as src:
+            return list(src.cluster("GETKEYSINSLOT", self.slot, count))
+
+    def migrate(self, keys: list[str]) -> None:
+        """MIGRATE without REPLACE, as `redis-cli --cluster reshard` does by default: a key
+        that exists on the target already (a second copy written there) is an error."""
+        with _client(self.source) as src:
+            src.execute_command("MIGRATE", "127.0.0.1", self.target, "", 0, 5000, "KEYS", *keys)
+
+    def finish(self) -> None:
+        while keys := self.keys(100):
+            self.migrate(keys)
+        for port in self._nodes:
+            with _client(port) as r:
+                r.cluster("SETSLOT", self.slot, "NODE", self._target_id)
 
 
 @atexit.register

@@ -90,7 +90,9 @@ class RedisProjectionStore:
         return removed
 
     async def claim(self, partition: int, epoch: int) -> bool:
-        result = await self._claim(keys=[self.layout.epoch(partition)], args=[epoch])
+        result = await self._claim(
+            keys=[self.layout.epoch(partition), self.layout.gen(partition)], args=[epoch]
+        )
         return int(result[0]) == 1
 
     def partition_of(self, item_id: UUID | str) -> int:

@@ -5,10 +5,15 @@ source only when Redis does not know the script yet, after a restart say).
 A script touches the keys of one partition only (one hash tag, one slot), some of them
 not declared in KEYS because their names depend on what it reads first (the live
 generation). While a Redis Cluster migrates that slot between nodes, Redis 7 refuses
-such a script once a key it reaches has moved ("Script attempted to access a non local
-key"), rather than let it see the key as missing. That is the slot's TRYAGAIN: raised as
-redis-py's TryAgainError, which readers answer with 503 and Retry-After and the
-projector waits out, until the migration is over and MOVED sends the call on.
+such a script on the old node once a key it reaches has moved ("Script attempted to
+access a non local key"). On the new node, where ASK sends the call once a declared key
+has moved, it does not: a key still to move reads as missing there (a 404 for an item
+that exists, a checkpoint of 0), and a write would create a second copy. So each script
+checks, with lua/lib/settled.lua (put before every script), the keys it found missing
+or is about to write, before it answers or writes; Redis refuses that check while any
+of them is on the other node. Either refusal is the slot's TRYAGAIN: raised as redis-py's
+TryAgainError, which readers answer with 503 and Retry-After and the projector waits
+out, until the migration is over and MOVED sends the call on.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ Script = Callable[..., Awaitable[Any]]
 
 @cache
 def source(name: str) -> str:
-    return (LUA / f"{name}.lua").read_text()
+    """The script as Redis runs it: lua/lib/settled.lua, then the script."""
+    return (LUA / "lib" / "settled.lua").read_text() + (LUA / f"{name}.lua").read_text()
 
 
 def register(redis: RedisClient, name: str) -> Script:

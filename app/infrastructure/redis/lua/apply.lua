@@ -21,6 +21,10 @@ local cp = tonumber(redis.call('GET', KEYS[1]) or '0')
 if cp ~= tonumber(ARGV[3]) then return {-1, 'checkpoint', cp} end
 local verkey = base .. 'ver'
 local ops = {}
+local touched, seen = {verkey}, {}
+local function touch(key)
+  if not seen[key] then seen[key] = true; touched[#touched + 1] = key end
+end
 local i = 9
 for k = 1, tonumber(ARGV[8]) do
   local op = {id = ARGV[i], from = tonumber(ARGV[i + 1]), to = tonumber(ARGV[i + 2]),
@@ -28,13 +32,21 @@ for k = 1, tonumber(ARGV[8]) do
   i = i + 5 + 2 * op.nrem
   op.nadd = tonumber(ARGV[i]); op.add = i + 1
   i = i + 1 + 2 * op.nadd
+  touch(base .. 'v:' .. op.id)
+  for j = 0, op.nrem - 1 do touch(base .. ARGV[op.rem + 2 * j]) end
+  for j = 0, op.nadd - 1 do touch(base .. ARGV[op.add + 2 * j]) end
+  ops[k] = op
+end
+-- Every key this reads or writes beyond KEYS (which Redis checks itself), before the
+-- first of them is read: lib/settled.lua.
+settled(KEYS[2], touched)
+for _, op in ipairs(ops) do
   local have = math.abs(tonumber(redis.call('HGET', verkey, op.id) or '0'))
   if have >= op.to then
     op.skip = true
   elseif have ~= op.from then
     return {-2, op.id, have}
   end
-  ops[k] = op
 end
 local applied = 0
 for _, op in ipairs(ops) do

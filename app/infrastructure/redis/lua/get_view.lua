@@ -6,5 +6,9 @@
 local g = redis.call('GET', KEYS[1])
 if not g then return {0} end
 local b = ARGV[1] .. g .. ':'
-return {1, redis.call('GET', b .. 'cp') or '0', redis.call('GET', b .. 'v:' .. ARGV[2]),
-        redis.call('HGET', b .. 'ver', ARGV[2]) or '0', g}
+local cp, vkey, verkey = b .. 'cp', b .. 'v:' .. ARGV[2], b .. 'ver'
+local checkpoint, view, ver = redis.call('GET', cp), redis.call('GET', vkey),
+                              redis.call('HGET', verkey, ARGV[2])
+-- A miss is an answer only where the slot is not moving (lib/settled.lua).
+if not (checkpoint and view and ver) then settled(KEYS[1], {cp, vkey, verkey}) end
+return {1, checkpoint or '0', view, ver or '0', g}

@@ -14,10 +14,20 @@ if ARGV[3] == 'desc' then
 else
   members = redis.call('ZRANGE', ix, ARGV[4], '+', 'BYLEX', 'LIMIT', 0, ARGV[5])
 end
-local out = {1, redis.call('GET', b .. 'cp') or '0', redis.call('ZCARD', ix), g}
+local checkpoint, size = redis.call('GET', b .. 'cp'), redis.call('ZCARD', ix)
+local out = {1, checkpoint or '0', size, g}
+-- What is missing here is checked before it is answered (lib/settled.lua): an empty
+-- index (Redis keeps no empty sorted set), no checkpoint, a member without its view.
+local missing = {}
+if not checkpoint then missing[#missing + 1] = b .. 'cp' end
+if size == 0 then missing[#missing + 1] = ix end
 for _, m in ipairs(members) do
   out[#out + 1] = m
   -- An entry ends with the item id (36 characters): app/queries/views.py.
-  out[#out + 1] = redis.call('GET', b .. 'v:' .. string.sub(m, -36))
+  local vkey = b .. 'v:' .. string.sub(m, -36)
+  local view = redis.call('GET', vkey)
+  if not view then missing[#missing + 1] = vkey end
+  out[#out + 1] = view
 end
+settled(KEYS[1], missing)
 return out

@@ -12,7 +12,14 @@ local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
 local out = {1}
 for _, v in ipairs(redis.call('HMGET', KEYS[1], unpack(ids))) do out[#out + 1] = v end
+local missing = {}
 for _, id in ipairs(ids) do
-  out[#out + 1] = redis.call('GET', ARGV[1] .. 'v:' .. id)
+  local vkey = ARGV[1] .. 'v:' .. id
+  local view = redis.call('GET', vkey)
+  if not view then missing[#missing + 1] = vkey end
+  out[#out + 1] = view
 end
+-- A view this finds missing is gone only where the slot is not moving (lib/settled.lua;
+-- KEYS, the `ver` hash among them, Redis checks itself).
+settled(KEYS[2], missing)
 return out

@@ -11,6 +11,15 @@
 if redis.call('GET', KEYS[1]) ~= ARGV[2] then return -1 end
 local base = ARGV[1]
 local vkey = base .. 'v:' .. ARGV[3]
+-- Every key this reads or writes, before the first of them is read: lib/settled.lua.
+local touched = {vkey, base .. 'ver', base .. 'cp'}
+local i = 11
+for _ = 1, 2 do  -- the removes, then the adds: (index, entry) pairs after their count
+  local n = tonumber(ARGV[i])
+  for j = 1, n do touched[#touched + 1] = base .. ARGV[i + 2 * j - 1] end
+  i = i + 1 + 2 * n
+end
+settled(KEYS[1], touched)
 local ver = redis.call('HGET', base .. 'ver', ARGV[3])
 if (ver or '') ~= ARGV[4] then return 0 end
 local view = redis.call('GET', vkey)
@@ -23,7 +32,7 @@ if ARGV[8] == '' then redis.call('DEL', vkey) else redis.call('SET', vkey, ARGV[
 if ARGV[7] ~= '' then redis.call('HSET', base .. 'ver', ARGV[3], ARGV[7]) end
 local cp = redis.call('GET', base .. 'cp') or '0'
 redis.call('PUBLISH', ARGV[9], ARGV[10] .. ':' .. cp .. ':' .. ARGV[2] .. ':!' .. ARGV[3])
-local i = 11
+i = 11
 local n = tonumber(ARGV[i])
 for j = 1, n do redis.call('ZREM', base .. ARGV[i + 2 * j - 1], ARGV[i + 2 * j]) end
 i = i + 1 + 2 * n
