@@ -23,12 +23,16 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import ResponseError, TryAgainError
+from redis.exceptions import ClusterError, ResponseError, TryAgainError
 
 from app.infrastructure.redis.client import RedisClient
 
 LUA = Path(__file__).with_name("lua")
 NON_LOCAL = "non local key"
+# redis-py's cluster client follows MOVED and ASK and retries TRYAGAIN until its TTL (16
+# tries) runs out, then says only this: a slot still moving, since Redis answers
+# TRYAGAIN to a call whose KEYS are split between the two nodes.
+TTL_EXHAUSTED = "TTL exhausted"
 
 Script = Callable[..., Awaitable[Any]]
 
@@ -51,6 +55,13 @@ def register(redis: RedisClient, name: str) -> Script:
             if NON_LOCAL in str(exc):
                 raise TryAgainError(
                     f"a Redis Cluster slot is moving between nodes ({exc})"
+                ) from exc
+            raise
+        except ClusterError as exc:
+            if TTL_EXHAUSTED in str(exc):
+                raise TryAgainError(
+                    "a Redis Cluster slot is moving between nodes (TRYAGAIN until redis-py's "
+                    "retries ran out)"
                 ) from exc
             raise
 
