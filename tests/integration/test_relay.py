@@ -211,6 +211,10 @@ async def test_a_relay_sigkilled_mid_stream_loses_nothing_and_keeps_the_order(
         at_kill = len(await jetstream.read_all())
         second = await spawn.start("relay-b", ["relay"], env)
         await writer
+        # Events written after the kill, which only relay-b can send: the stream is then
+        # complete only once relay-b holds the lease (relay-a may have sent everything
+        # written before the kill; relay-b stopped while still starting exits by SIGTERM).
+        await write(wired, items=3, updates=0)
         events = await log(db)
         await eventually(delivered, lambda n: n >= len(events), within=60)
         assert second.running, second.log()
