@@ -240,9 +240,12 @@ class LocalRedisCluster:
         source = self.node_of(key)
         if source == to:
             raise ValueError(f"node {to} serves {key!r} already")
-        move = SlotMove(key_slot(key.encode()), self._ports[source], self._ports[to])
-        move.mark(self._live_ports())
-        return move
+        slot, src_port, dst_port = key_slot(key.encode()), self._ports[source], self._ports[to]
+        with _client(src_port) as src, _client(dst_port) as dst:
+            src_id, dst_id = src.cluster("MYID"), dst.cluster("MYID")
+            dst.cluster("SETSLOT", slot, "IMPORTING", src_id)
+            src.cluster("SETSLOT", slot, "MIGRATING", dst_id)
+        return SlotMove(slot, src_port, dst_port, dst_id, self._live_ports())
 
     def keys_per_node(self, pattern: str) -> list[int]:
         """How many keys match the SCAN `pattern` on each node, in node order (a killed
@@ -354,17 +357,9 @@ class SlotMove:
     `keys` still on the source, `migrate` some of them, `finish` moves the rest and
     announces the new owner to every node."""
 
-    def __init__(self, slot: int, source: int, target: int) -> None:
+    def __init__(self, slot: int, source: int, target: int, target_id: str, nodes: list[int]):
         self.slot, self.source, self.target = slot, source, target
-        self._nodes: list[int] = []
-        self._target_id = ""
-
-    def mark(self, nodes: list[int]) -> None:
-        self._nodes = nodes
-        with _client(self.source) as src, _client(self.target) as dst:
-            src_id, self._target_id = src.cluster("MYID"), dst.cluster("MYID")
-            dst.cluster("SETSLOT", self.slot, "IMPORTING", src_id)
-            src.cluster("SETSLOT", self.slot, "MIGRATING", self._target_id)
+        self._target_id, self._nodes = target_id, nodes
 
     def keys(self, count: int = 1000) -> list[str]:
         with _client(self.source) as src:

@@ -51,17 +51,10 @@ def register(redis: RedisClient, name: str) -> Script:
     ) -> Any:
         try:
             return await script(keys=keys, args=args)
-        except ResponseError as exc:
-            if NON_LOCAL in str(exc):
+        except (ResponseError, ClusterError) as exc:
+            if NON_LOCAL in str(exc) or TTL_EXHAUSTED in str(exc):
                 raise TryAgainError(
                     f"a Redis Cluster slot is moving between nodes ({exc})"
-                ) from exc
-            raise
-        except ClusterError as exc:
-            if TTL_EXHAUSTED in str(exc):
-                raise TryAgainError(
-                    "a Redis Cluster slot is moving between nodes (TRYAGAIN until redis-py's "
-                    "retries ran out)"
                 ) from exc
             raise
 

@@ -13,15 +13,9 @@ local epoch = tonumber(ARGV[6])
 if epoch > 0 and epoch < tonumber(redis.call('GET', KEYS[3]) or '0') then return {-1} end
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {-1} end
 local live = redis.call('GET', KEYS[1])
-local cpkey = ARGV[2] .. ARGV[1] .. ':cp'
-local cp = redis.call('GET', cpkey)
-if not cp then settled(KEYS[1], {cpkey}) end  -- lib/settled.lua
-cp = cp or '0'
+local cp = settled_get(KEYS[1], ARGV[2] .. ARGV[1] .. ':cp') or '0'  -- lib/settled.lua
 if live and ARGV[5] == '1' then
-  local live_cpkey = ARGV[2] .. live .. ':cp'
-  local live_cp = redis.call('GET', live_cpkey)
-  if not live_cp then settled(KEYS[1], {live_cpkey}) end
-  live_cp = live_cp or '0'
+  local live_cp = settled_get(KEYS[1], ARGV[2] .. live .. ':cp') or '0'
   if tonumber(cp) < tonumber(live_cp) then return {0, cp, live_cp} end
 end
 redis.call('SET', KEYS[1], ARGV[1])

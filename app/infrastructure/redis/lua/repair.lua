@@ -11,13 +11,17 @@
 if redis.call('GET', KEYS[1]) ~= ARGV[2] then return -1 end
 local base = ARGV[1]
 local vkey = base .. 'v:' .. ARGV[3]
+-- The removes, then the adds: (index, entry) pairs after their count.
+local rems, adds, i = {}, {}, 11
+for _, found in ipairs({rems, adds}) do
+  local n = tonumber(ARGV[i])
+  for j = 1, n do found[j] = {base .. ARGV[i + 2 * j - 1], ARGV[i + 2 * j]} end
+  i = i + 1 + 2 * n
+end
 -- Every key this reads or writes, before the first of them is read: lib/settled.lua.
 local touched = {vkey, base .. 'ver', base .. 'cp'}
-local i = 11
-for _ = 1, 2 do  -- the removes, then the adds: (index, entry) pairs after their count
-  local n = tonumber(ARGV[i])
-  for j = 1, n do touched[#touched + 1] = base .. ARGV[i + 2 * j - 1] end
-  i = i + 1 + 2 * n
+for _, found in ipairs({rems, adds}) do
+  for _, pair in ipairs(found) do touched[#touched + 1] = pair[1] end
 end
 settled(KEYS[1], touched)
 local ver = redis.call('HGET', base .. 'ver', ARGV[3])
@@ -32,10 +36,6 @@ if ARGV[8] == '' then redis.call('DEL', vkey) else redis.call('SET', vkey, ARGV[
 if ARGV[7] ~= '' then redis.call('HSET', base .. 'ver', ARGV[3], ARGV[7]) end
 local cp = redis.call('GET', base .. 'cp') or '0'
 redis.call('PUBLISH', ARGV[9], ARGV[10] .. ':' .. cp .. ':' .. ARGV[2] .. ':!' .. ARGV[3])
-i = 11
-local n = tonumber(ARGV[i])
-for j = 1, n do redis.call('ZREM', base .. ARGV[i + 2 * j - 1], ARGV[i + 2 * j]) end
-i = i + 1 + 2 * n
-n = tonumber(ARGV[i])
-for j = 1, n do redis.call('ZADD', base .. ARGV[i + 2 * j - 1], 0, ARGV[i + 2 * j]) end
+for _, pair in ipairs(rems) do redis.call('ZREM', pair[1], pair[2]) end
+for _, pair in ipairs(adds) do redis.call('ZADD', pair[1], 0, pair[2]) end
 return 1

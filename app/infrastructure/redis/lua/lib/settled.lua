@@ -16,3 +16,10 @@ local function settled(anchor, keys)
   end
 end
 
+-- GET of one key beyond KEYS, whose miss is checked as above before it is believed.
+local function settled_get(anchor, key)
+  local value = redis.call('GET', key)
+  if not value then settled(anchor, {key}) end
+  return value
+end
+
