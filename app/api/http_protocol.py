@@ -19,7 +19,14 @@ here, per connection:
   for SEND_TIMEOUT is dropped;
 - HTTP/1.1 without exactly one Host is 400 (RFC 9112, 3.2);
 - bytes the parser cannot read after a valid request in the same packet do not cost
-  that request its answer: the 400 follows it, then the connection closes.
+  that request its answer: the 400 follows it, then the connection closes;
+- a close while the client may still be sending (an answer before the body was read,
+  such as a 413 on the declared Content-Length, or a refusal mid-header) lingers, as
+  nginx's lingering_close does: our side is shut for writing, and what still arrives is
+  read and dropped, up to LINGER_BYTES or LINGER_TIME, before the socket is closed.
+  Closing with unread bytes makes the kernel send RST, and a client still sending its
+  body then loses the answer (seen in CI: a 70 KB PATCH got ConnectionResetError, not
+  its 413).
 
 The refusals, like the parser's own (a Content-Length that is no number, a NUL in a
 header, ...), are RFC 9457 problem+json as every other error of this service, with
@@ -34,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -47,6 +54,36 @@ HEAD_TIMEOUT = 5.0
 BODY_TIMEOUT = 10.0  # 64 KiB in 10 s is 6.5 KB/s: slower than any real client
 SEND_TIMEOUT = 30.0
 NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
+LINGER_BYTES = 1024 * 1024  # what a refused client may still send before it is reset
+LINGER_TIME = 2.0  # nginx lingers up to 30 s; a client on any real link sends 1 MiB in 2
+
+
+class _Transport:
+    """The connection's transport as uvicorn sees it: its close() may linger.
+
+    uvicorn closes the transport itself from several places (the end of an answer to a
+    `Connection: close` request, the keep-alive timeout, shutdown); this is where they
+    all meet. The calls of every request are the transport's own, bound once.
+    """
+
+    def __init__(self, transport: asyncio.Transport, protocol: ProblemHttpToolsProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self.write = transport.write
+        self.get_extra_info = transport.get_extra_info
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
+        self.set_protocol = transport.set_protocol
+        self.abort = transport.abort
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        self._protocol.close()
+
+    def __getattr__(self, name: str) -> Any:  # the rest, for a protocol taking over
+        return getattr(self._transport, name)
 
 
 class _Refuse(Exception):
@@ -65,9 +102,12 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self._send_timer: asyncio.TimerHandle | None = None
         self._refusal: _Refuse | None = None  # to send once the answers in hand are sent
         self._done = False  # refused: nothing more is read
+        self._linger: asyncio.TimerHandle | None = None  # the deadline of a lingering close
+        self._linger_left = LINGER_BYTES
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._raw = transport
+        super().connection_made(cast(asyncio.Transport, _Transport(transport, self)))
         # uvicorn arms its keep-alive timeout only after an answer: a socket that
         # never sends a byte would be held forever.
         self.timeout_keep_alive_task = self.loop.call_later(
@@ -76,9 +116,16 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        if self._linger is not None:
+            self._linger.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._linger is not None:  # answered and shut: dropped, within the bound
+            self._linger_left -= len(data)
+            if self._linger_left < 0:
+                self._raw.close()
+            return
         self._unset_keepalive_if_required()
         while data and not self._done:
             if self._in_head:
@@ -170,9 +217,36 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             self._send_timer.cancel()
             self._send_timer = None
 
+    def shutdown(self) -> None:
+        if self._linger is not None:
+            self._raw.close()  # the server stops: no more waiting for this client
+        else:
+            super().shutdown()
+
     def send_400_response(self, msg: str) -> None:
         self._refuse(_Refuse(400, f"the HTTP request could not be parsed: {msg}",
                              "malformed-http"))  # fmt: skip
+
+    # -- closing -------------------------------------------------------------------------
+
+    @property
+    def lingering(self) -> bool:
+        return self._linger is not None
+
+    def close(self) -> None:
+        """Close the connection; lingering if the client may still be sending: inside a
+        request (its head or body not all read), or after a refusal."""
+        raw = self._raw
+        if self._linger is not None or raw.is_closing():
+            return
+        between_requests = self._in_head and not self._head_bytes and not self._done
+        if between_requests or not raw.can_write_eof():
+            raw.close()
+            return
+        self._cancel_timer()
+        self._linger = self.loop.call_later(LINGER_TIME, raw.close)
+        raw.write_eof()  # the answer goes out, then our FIN: the client sees its end
+        self.flow.resume_reading()
 
     # -- refusals ------------------------------------------------------------------------
 

@@ -118,6 +118,9 @@ def run(host: str | None, port: int | None, access_log: bool, workers: int | Non
             access_log=False,
             loop="uvloop",
             http=HTTP_PROTOCOL,
+            # No route speaks WebSocket: an Upgrade is an ordinary request, answered by the
+            # app (with "auto", uvicorn's own WebSocket code answers a bare 403 instead).
+            ws="none",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
         )
     finally:

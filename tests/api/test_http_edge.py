@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,6 +25,22 @@ from tests.servers import LiveServer, own_database, serving
 PROBLEM = b"application/problem+json"
 GET = b"GET /api/v1/items HTTP/1.1\r\nHost: test\r\n"
 KEEP_ALIVE = 5.0  # uvicorn's default timeout_keep_alive
+
+
+def _socket_buffers() -> int:
+    """The most the two kernels hold in flight: the client's send buffer and the
+    server's receive buffer, each at the size autotuning may grow it to."""
+    try:
+        return sum(int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
+                   for name in ("tcp_wmem", "tcp_rmem"))  # fmt: skip
+    except (OSError, IndexError, ValueError):
+        return 32 * 1024 * 1024
+
+
+# What an endless sender gets out before it is reset: the bound itself, what the server
+# drops while it lingers, and what the socket buffers took. ENDLESS is what it tries.
+SENT_AT_MOST = edge.MAX_HEAD + edge.LINGER_BYTES + _socket_buffers()
+ENDLESS = 4 * SENT_AT_MOST
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +113,9 @@ def assert_problem(answer: tuple[int, bytes, bytes], status: int) -> None:
 def test_an_endless_header_block_is_refused_at_its_bound(live: LiveServer) -> None:
     with connect(live) as s:
         s.sendall(GET)
-        sent = send_until_closed(s, b"X-Filler: " + b"a" * 1000 + b"\r\n", 20_000_000)
+        sent = send_until_closed(s, b"X-Filler: " + b"a" * 1000 + b"\r\n", ENDLESS)
         found = answers(read_all(s))
-    assert sent < 4 * 1024 * 1024  # refused near 64 KiB, not after 20 MB
+    assert sent < SENT_AT_MOST  # refused near its bound, not endlessly
     if found:  # the answer may be lost to the reset of a socket still sending
         assert_problem(found[0], 431)
     assert httpx.get(f"{live.url}/healthz").status_code == 200
@@ -112,18 +129,55 @@ def test_a_long_request_line_is_414(live: LiveServer) -> None:
     assert_problem(found[0], 414)
 
 
-def test_a_get_with_a_10_mb_chunked_body_is_refused(live: LiveServer) -> None:
+def test_a_get_with_an_endless_chunked_body_is_refused(live: LiveServer) -> None:
     chunk = b"%x\r\n" % 65536 + b"a" * 65536 + b"\r\n"
     with connect(live) as s:
         s.sendall(GET + b"Transfer-Encoding: chunked\r\n\r\n")
-        sent = send_until_closed(s, chunk, 10_000_000)
+        sent = send_until_closed(s, chunk, ENDLESS)
         found = answers(read_all(s))
-    assert sent < 4 * 1024 * 1024
+    assert sent < SENT_AT_MOST
     if found:
         assert_problem(found[0], 413)
     with connect(live) as s:  # the refusal itself, when the body is small enough to land
         s.sendall(GET + b"Content-Length: 5\r\n\r\nhello")
         assert_problem(answers(read_all(s))[0], 413)
+
+
+@pytest.mark.parametrize("close", [b"Connection: close\r\n", b""], ids=["close", "keep-alive"])
+def test_an_early_answer_reaches_a_client_still_sending_its_body(
+    live: LiveServer, close: bytes
+) -> None:
+    """The 413 for a declared Content-Length comes before the body is read. A client
+    sends its body anyway, as most do, and reads after. Closed with that body unread,
+    the socket is reset and the client gets ConnectionResetError instead of its 413;
+    the server lingers instead (edge.LINGER_BYTES, edge.LINGER_TIME)."""
+    body = b" " * (edge.LINGER_BYTES - 64 * 1024)
+    for _ in range(5):
+        with connect(live) as s:
+            s.sendall(
+                b"POST /api/v1/items HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                + close
+                + b"Content-Length: %d\r\n\r\n" % len(body)
+            )
+            s.sendall(body)
+            raw = b""
+            while chunk := s.recv(65536):  # to the server's end; a reset fails the test
+                raw += chunk
+        [answer] = answers(raw)
+        assert_problem(answer, 413)
+
+
+def test_a_websocket_upgrade_is_an_ordinary_request(live: LiveServer) -> None:
+    """No route speaks WebSocket: the Upgrade is ignored and the request answered as any
+    other (uvicorn's own WebSocket code would answer a bare 403 text/plain)."""
+    upgrade = (
+        b"Connection: Upgrade, close\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    [answer] = exchange(live, GET + upgrade)
+    assert answer[0] == 200 and json.loads(answer[2])["items"] == [], answer
+    [answer] = exchange(live, b"GET /ws HTTP/1.1\r\nHost: test\r\n" + upgrade)
+    assert answer[:2] == (404, PROBLEM), answer
 
 
 def test_http_1_1_without_host_is_400_and_http_1_0_needs_none(live: LiveServer) -> None:
@@ -198,7 +252,8 @@ def test_slow_and_idle_sockets_are_closed_within_their_bounds(live: LiveServer) 
     assert took < KEEP_ALIVE + 1.5
     assert raw == b""
     took, raw = results["trickle_headers"]
-    assert took < edge.HEAD_TIMEOUT + 1.5
+    # It goes on sending after its 408, so it is held while the server lingers.
+    assert took < edge.HEAD_TIMEOUT + edge.LINGER_TIME + 1.5
     assert_problem(answers(raw)[0], 408)
     took, raw = results["short_body"]
     assert took < edge.BODY_TIMEOUT + 1.5
