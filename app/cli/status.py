@@ -23,8 +23,9 @@ HELP = (
     "Head event position; per partition its owner (projector pid@host), epoch, "
     "generation, checkpoint and lag; totals; the dead-letter count; the NATS relay's "
     "position, lag and holder. With --check, exit 1 "
-    "(saying why, on stderr) when the lag exceeds --max-lag, a partition has no owner, or "
-    "dead letters wait; 2 when a store is unreachable."
+    "(saying why, on stderr) when the lag exceeds --max-lag, a partition has no owner, "
+    "dead letters wait, or the relay lags past --max-lag or has events to send and no "
+    "holder; 2 when a store is unreachable."
 )
 DEFAULT_MAX_LAG = 30.0  # seconds, for --check when READY_MAX_LAG_SECONDS is 0 (off)
 WIDTH = 120  # columns of the table when stdout is no terminal (a pipe, a log)
@@ -143,6 +144,13 @@ def problems(d: dict[str, Any], max_lag: float) -> list[str]:
             found.append(f"partition {p['partition']} has no owner (no projector holds it)")
     if d["dead_letters"] > 0:
         found.append(f"{d['dead_letters']} dead letter(s) wait (see `items dead-letters list`)")
+    relay = d.get("relay")  # absent without NATS_URL, None until a relay first ran
+    if relay is not None:
+        behind = f"{relay['lag_events']} event(s) not yet on stream {relay['stream']}"
+        if relay["lag_seconds"] > max_lag:
+            found.append(f"relay lag {relay['lag_seconds']:.3f}s exceeds {max_lag:g}s ({behind})")
+        if relay["owner"] is None and relay["lag_events"] > 0:
+            found.append(f"no relay holds the stream and {behind}")
     return found
 
 

@@ -120,6 +120,22 @@ def test_check_finds_lag_missing_owners_and_dead_letters() -> None:
     ]
 
 
+def test_check_finds_a_relay_behind_or_without_a_holder() -> None:
+    def check(**relay: object) -> list[str]:
+        held = {"stream": "ITEMS", "position": 40, "lag_events": 2, "lag_seconds": 0.25,
+                "owner": {"pid": 7, "host": "box"}}  # fmt: skip
+        return status.problems(
+            _status(partitions=_status()["partitions"][:1], relay={**held, **relay}), 30
+        )
+
+    assert check() == []
+    assert check(lag_events=0, owner=None) == []  # stopped, with nothing left to send
+    assert check(lag_seconds=45.0, owner=None) == [
+        "relay lag 45.000s exceeds 30s (2 event(s) not yet on stream ITEMS)",
+        "no relay holds the stream and 2 event(s) not yet on stream ITEMS",
+    ]
+
+
 def test_rebuild_progress_in_a_log_is_a_line_every_few_seconds() -> None:
     lines: list[str] = []
     shown = Shown(lines.append, tty=False)

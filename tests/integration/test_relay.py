@@ -188,6 +188,9 @@ async def test_status_shows_the_relays_position_and_lag(
     assert found["lag_seconds"] >= 0
     code, out, _ = await run_items(["status"], env)
     assert f"stream {jetstream.name} at position 3, lag 2 event(s)" in out
+    code, _, err = await run_items(["status", "--check"], env)
+    assert code == 1
+    assert f"no relay holds the stream and 2 event(s) not yet on stream {jetstream.name}" in err
 
 
 @pytest.mark.slow
