@@ -36,6 +36,7 @@ class Metrics:
     http_duration: Any
     events_appended: Any
     events_projected: Any
+    events_relayed: Any
     view_cache_hits: Any
     view_cache_misses: Any
     page_cache_hits: Any
@@ -72,6 +73,10 @@ def instance() -> Metrics:
                 "items_events_projected_total",
                 "Events applied to the read model, by partition.",
                 ["partition"],
+            ),
+            events_relayed=Counter(
+                "items_events_relayed_total",
+                "Events the outbox relay published to NATS JetStream, acknowledged by it.",
             ),
             view_cache_hits=Counter(
                 "items_view_cache_hits_total", "Reads of a view answered by the in-process cache."
@@ -116,8 +121,9 @@ def cleanup_multiprocess(folder: str) -> None:
 
 
 def serve_http(port: int) -> None:
-    """`items projector`'s own /metrics on `port` (prometheus-client's server, in a
-    thread): this process's counters, or every process's in multiprocess mode."""
+    """`items projector`'s and `items relay`'s own /metrics on `port` (prometheus-client's
+    server, in a thread): this process's counters, or every process's in multiprocess
+    mode."""
     from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
     instance()

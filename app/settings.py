@@ -61,8 +61,8 @@ class Settings(BaseSettings):
     # GET /metrics is open like /healthz, unless this is true (then, with API_KEYS set, it
     # needs a key, as /api/v1/admin does).
     metrics_require_key: bool = False
-    # Where `items projector` serves its own /metrics (0: not at all). The API serves
-    # the metrics of the projector it runs on its own port.
+    # Where `items projector` and `items relay` serve their own /metrics (0: not at all).
+    # The API serves the metrics of the projector it runs on its own port.
     metrics_port: int = Field(default=0, ge=0, le=65535)
     # /readyz fails the read_model check once the projection lags more than this many
     # seconds (0: never). Off by default: one shared lag would take every API process

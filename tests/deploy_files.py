@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from app.settings import Settings
 
@@ -24,7 +27,7 @@ NOT_SETTINGS = {
     "OTEL_EXPORTER_OTLP_ENDPOINT": "the OpenTelemetry exporter (tracing), in the app services",
     "POSTGRES_PASSWORD": "the postgres image, and DATABASE_URL in docker-compose.yml",
 }
-APP_SERVICES = ("migrate", "api", "projector")
+APP_SERVICES = ("migrate", "api", "projector", "grpc", "relay")
 
 
 def mapping(value: Any, what: str) -> dict[str, Any]:
@@ -186,3 +189,16 @@ def exec_form(args: str) -> list[str]:
     options = re.match(r"^((?:--[a-z-]+=\S+\s+)*)(?:CMD\s+)?(.*)$", args, re.DOTALL)
     assert options is not None
     return words(options[2])
+
+
+def python_healthcheck(service: str, port: int) -> list[str]:
+    """docker-compose.yml's health check of `service` (`CMD python -c ...`) as a command
+    to run here, against `port` instead of the one it names: so a test runs the check
+    itself against a real process of that service."""
+    compose = mapping(yaml.safe_load((ROOT / "docker-compose.yml").read_text()), "compose file")
+    check = mapping(compose["services"][service]["healthcheck"], "healthcheck")["test"]
+    assert check[:3] == ["CMD", "python", "-c"], check
+    code = str(check[3])
+    named = {int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", code)}
+    assert len(named) == 1, code
+    return [sys.executable, "-c", code.replace(f"127.0.0.1:{named.pop()}", f"127.0.0.1:{port}")]

@@ -145,6 +145,8 @@ def test_the_app_services_share_one_image_built_here(services: dict[str, dict[st
         ("migrate", ["items", "migrate"]),
         ("api", ["items", "serve"]),
         ("projector", ["items", "projector"]),
+        ("grpc", ["items", "grpc"]),
+        ("relay", ["items", "relay"]),
     ],
 )
 def test_commands(services: dict[str, dict[str, Any]], service: str, command: list[str]) -> None:
@@ -238,6 +240,36 @@ def test_prometheus_is_optional_and_scrapes_api_and_projector(
     api_port = environment(deployed["api"])["PORT"]
     assert ("/metrics", f"api:{api_port}") in scraped
     assert ("/metrics", f"projector:{metrics_port}") in scraped
+
+
+def test_grpc_and_relay_are_profiles_started_after_the_migration(
+    services: dict[str, dict[str, Any]], deployed: dict[str, dict[str, Any]]
+) -> None:
+    """`docker compose up` alone starts neither; their health checks are run against
+    real processes in tests/integration (test_grpc_process.py, test_relay.py)."""
+    for name in ("grpc", "relay", "nats"):
+        assert services[name]["profiles"] == [name if name != "nats" else "relay"], name
+    for name in ("grpc", "relay"):
+        assert _condition(services[name], "migrate") == "service_completed_successfully"
+        assert _condition(services[name], "postgres") == "service_healthy"
+        assert services[name]["restart"] == "unless-stopped"
+    assert _condition(services["grpc"], "redis") == "service_healthy"
+    assert _condition(services["relay"], "nats") == "service_healthy"
+    grpc = environment(deployed["grpc"])
+    assert (grpc["HOST"], grpc["PROJECTOR_IN_PROCESS"]) == ("0.0.0.0", "false")
+    assert f"{grpc['GRPC_PORT']}:{grpc['GRPC_PORT']}" in [str(p) for p in deployed["grpc"]["ports"]]
+    assert "grpc_health" in _check_text(deployed["grpc"])
+    relay = environment(deployed["relay"])
+    assert urlsplit(relay["NATS_URL"]).hostname == "nats"
+    _asks_with_python(
+        _check_text(deployed["relay"]), f"http://127.0.0.1:{relay['METRICS_PORT']}/metrics"
+    )
+    assert "ports" not in deployed["relay"]
+    nats = services["nats"]
+    assert "-js" in nats["command"]
+    assert "ports" not in nats  # the relay's broker, on the project's network only
+    assert any(str(v).startswith("nats-data:") for v in nats["volumes"])
+    assert "js-enabled-only=true" in _check_text(nats)
 
 
 # --- the configuration: compose, .env.example and the settings agree -------------------------

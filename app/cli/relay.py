@@ -7,6 +7,7 @@ import signal
 
 import typer
 
+from app import metrics
 from app.bootstrap import Container
 from app.cli.common import OK, UNREACHABLE, begin, complain, finish, operate
 from app.settings import Settings
@@ -17,7 +18,8 @@ HELP = (
     "NATS_STREAM (created if missing) on <NATS_SUBJECT_PREFIX>.<item_id>, with Nats-Msg-Id "
     "= the event id. The checkpoint (PostgreSQL) moves only after the broker acknowledged; "
     "one relay publishes at a time (a lease), others stand by. SIGTERM finishes the event "
-    "in hand, saves the checkpoint and gives the lease up."
+    "in hand, saves the checkpoint and gives the lease up. With METRICS_PORT set, its own "
+    "/metrics is served there (items_events_relayed_total)."
 )
 
 
@@ -33,6 +35,8 @@ def command() -> None:
 
     async def work(container: Container) -> int:
         relay = container.relay()
+        if container.settings.metrics_port:  # what a health check and Prometheus ask
+            metrics.serve_http(container.settings.metrics_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, relay.stop)

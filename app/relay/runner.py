@@ -32,6 +32,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from app import metrics
 from app.projection.gap_guard import GapGuard
 from app.projection.ports import LeaderSession, LogConnector
 from app.quiet import Quiet
@@ -197,6 +198,7 @@ class Relay:
                         return True  # published before, acknowledged or not: not again
                 await broker.publish(msg, self._timeout)
                 self.published += 1
+                metrics.instance().events_relayed.inc()
                 return False
             except Exception as exc:
                 unsure = True  # a lost acknowledgement may hide a stored message

@@ -175,7 +175,8 @@ def test_a_websocket_upgrade_is_an_ordinary_request(live: LiveServer) -> None:
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     )
     [answer] = exchange(live, GET + upgrade)
-    assert answer[0] == 200 and json.loads(answer[2])["items"] == [], answer
+    assert answer[0] == 200, answer
+    assert json.loads(answer[2])["items"] == []
     [answer] = exchange(live, b"GET /ws HTTP/1.1\r\nHost: test\r\n" + upgrade)
     assert answer[:2] == (404, PROBLEM), answer
 

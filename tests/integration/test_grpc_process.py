@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 from pathlib import Path
 
 import grpc
@@ -17,6 +18,7 @@ from app.grpc.generated.items.v1 import items_pb2 as pb
 from app.grpc.generated.items.v1 import items_pb2_grpc
 from app.queries.tokens import TokenCodec
 from app.settings import Settings
+from tests.deploy_files import python_healthcheck
 from tests.servers import Spawner, free_port, items_env
 
 SERVICE = "items.v1.ItemsService"
@@ -55,6 +57,10 @@ async def test_items_grpc_serves_reflects_and_drains(
         process = await spawn.start("grpc", ["grpc"], env)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             await serving(channel)
+            check = await asyncio.to_thread(  # docker-compose.yml's own, run on this server
+                subprocess.run, python_healthcheck("grpc", port), capture_output=True, timeout=30
+            )
+            assert check.returncode == 0, check.stderr
             assert SERVICE in await services(channel)
             assert "grpc.health.v1.Health" in await services(channel)
             stub = items_pb2_grpc.ItemsServiceStub(channel)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -24,9 +26,10 @@ from app.bootstrap import Container
 from app.commands.commands import CreateItem, DeleteItem, UpdateItem
 from app.relay.runner import Relay
 from app.settings import Settings
+from tests.deploy_files import python_healthcheck
 from tests.helpers import client_of, eventually
 from tests.jetstream import Delivered, Stream
-from tests.servers import Spawner, items_env, run_items
+from tests.servers import Spawner, free_port, items_env, run_items
 
 
 @pytest.fixture
@@ -191,6 +194,36 @@ async def test_status_shows_the_relays_position_and_lag(
     code, _, err = await run_items(["status", "--check"], env)
     assert code == 1
     assert f"no relay holds the stream and 2 event(s) not yet on stream {jetstream.name}" in err
+
+
+async def test_items_relay_serves_its_metrics_and_passes_the_compose_health_check(
+    wired: Container,
+    relay_settings: Settings,
+    jetstream: Stream,
+    db: asyncpg.Connection,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = items_env(relay_settings, **jetstream.env(), METRICS_PORT=str(port))
+    async with Spawner(tmp_path) as spawn:
+        relay = await spawn.start("relay", ["relay"], env)
+        await write(wired, items=2, updates=1)
+        events = await log(db)
+
+        async def delivered() -> int:
+            return len(await jetstream.read_all())
+
+        await eventually(delivered, lambda n: n >= len(events), within=30)
+        scraped = (await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/metrics")).text
+        relayed = [line for line in scraped.splitlines()
+                   if line.startswith("items_events_relayed_total ")]  # fmt: skip
+        assert relayed, scraped
+        assert float(relayed[0].split()[1]) == len(events), scraped
+        check = await asyncio.to_thread(
+            subprocess.run, python_healthcheck("relay", port), capture_output=True, timeout=30
+        )
+        assert check.returncode == 0, check.stderr
+        assert await relay.stop() == 0, relay.log()
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ prometheus-client does not document; this test pins that down."""
 from __future__ import annotations
 
 import random
+from dataclasses import fields
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -19,7 +20,8 @@ def _metrics(registry: CollectorRegistry, name: str) -> Metrics:
         f"{name}_seconds", "d", ["method", "route"], buckets=HTTP_BUCKETS, registry=registry
     )
     unused = Counter(f"{name}_unused_total", "u", registry=registry)
-    return Metrics(requests, duration, unused, unused, unused, unused, unused, unused, unused)
+    given = dict.fromkeys((f.name for f in fields(Metrics)), unused)  # by name: new ones too
+    return Metrics(**{**given, "http_requests": requests, "http_duration": duration})
 
 
 def _samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, tuple[Any, ...]], float]:
