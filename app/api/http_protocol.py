@@ -46,6 +46,7 @@ from typing import Any, cast
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.api.http_transport import LINGER_BYTES, LINGER_TIME, Transport
 from app.api.middleware import MAX_BODY
 from app.api.problems import problem
 
@@ -54,36 +55,6 @@ HEAD_TIMEOUT = 5.0
 BODY_TIMEOUT = 10.0  # 64 KiB in 10 s is 6.5 KB/s: slower than any real client
 SEND_TIMEOUT = 30.0
 NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
-LINGER_BYTES = 1024 * 1024  # what a refused client may still send before it is reset
-LINGER_TIME = 2.0  # nginx lingers up to 30 s; a client on any real link sends 1 MiB in 2
-
-
-class _Transport:
-    """The connection's transport as uvicorn sees it: its close() may linger.
-
-    uvicorn closes the transport itself from several places (the end of an answer to a
-    `Connection: close` request, the keep-alive timeout, shutdown); this is where they
-    all meet. The calls of every request are the transport's own, bound once.
-    """
-
-    def __init__(self, transport: asyncio.Transport, protocol: ProblemHttpToolsProtocol) -> None:
-        self._transport = transport
-        self._protocol = protocol
-        self.write = transport.write
-        self.get_extra_info = transport.get_extra_info
-        self.pause_reading = transport.pause_reading
-        self.resume_reading = transport.resume_reading
-        self.set_protocol = transport.set_protocol
-        self.abort = transport.abort
-
-    def is_closing(self) -> bool:
-        return self._protocol.lingering or self._transport.is_closing()
-
-    def close(self) -> None:
-        self._protocol.close()
-
-    def __getattr__(self, name: str) -> Any:  # the rest, for a protocol taking over
-        return getattr(self._transport, name)
 
 
 class _Refuse(Exception):
@@ -107,7 +78,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._raw = transport
-        super().connection_made(cast(asyncio.Transport, _Transport(transport, self)))
+        super().connection_made(cast(asyncio.Transport, Transport(transport, self)))
         # uvicorn arms its keep-alive timeout only after an answer: a socket that
         # never sends a byte would be held forever.
         self.timeout_keep_alive_task = self.loop.call_later(

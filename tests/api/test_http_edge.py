@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from app.api import http_protocol as edge
+from app.api.http_transport import LINGER_BYTES, LINGER_TIME
 from tests.servers import LiveServer, own_database, serving
 
 PROBLEM = b"application/problem+json"
@@ -39,7 +40,7 @@ def _socket_buffers() -> int:
 
 # What an endless sender gets out before it is reset: the bound itself, what the server
 # drops while it lingers, and what the socket buffers took. ENDLESS is what it tries.
-SENT_AT_MOST = edge.MAX_HEAD + edge.LINGER_BYTES + _socket_buffers()
+SENT_AT_MOST = edge.MAX_HEAD + LINGER_BYTES + _socket_buffers()
 ENDLESS = 4 * SENT_AT_MOST
 
 
@@ -150,8 +151,8 @@ def test_an_early_answer_reaches_a_client_still_sending_its_body(
     """The 413 for a declared Content-Length comes before the body is read. A client
     sends its body anyway, as most do, and reads after. Closed with that body unread,
     the socket is reset and the client gets ConnectionResetError instead of its 413;
-    the server lingers instead (edge.LINGER_BYTES, edge.LINGER_TIME)."""
-    body = b" " * (edge.LINGER_BYTES - 64 * 1024)
+    the server lingers instead (LINGER_BYTES, LINGER_TIME)."""
+    body = b" " * (LINGER_BYTES - 64 * 1024)
     for _ in range(5):
         with connect(live) as s:
             s.sendall(
@@ -254,7 +255,7 @@ def test_slow_and_idle_sockets_are_closed_within_their_bounds(live: LiveServer) 
     assert raw == b""
     took, raw = results["trickle_headers"]
     # It goes on sending after its 408, so it is held while the server lingers.
-    assert took < edge.HEAD_TIMEOUT + edge.LINGER_TIME + 1.5
+    assert took < edge.HEAD_TIMEOUT + LINGER_TIME + 1.5
     assert_problem(answers(raw)[0], 408)
     took, raw = results["short_body"]
     assert took < edge.BODY_TIMEOUT + 1.5

@@ -76,6 +76,11 @@ async def write(container: Container, items: int, updates: int) -> None:
         await container.bus.handle(DeleteItem(item_id=item_id))
 
 
+async def on_stream(jetstream: Stream) -> int:
+    """How many messages the stream holds."""
+    return len(await jetstream.read_all())
+
+
 async def log(db: asyncpg.Connection) -> list[asyncpg.Record]:
     return list(
         await db.fetch("SELECT position, event_id, item_id, item_version FROM events ORDER BY 1")
@@ -210,10 +215,7 @@ async def test_items_relay_serves_its_metrics_and_passes_the_compose_health_chec
         await write(wired, items=2, updates=1)
         events = await log(db)
 
-        async def delivered() -> int:
-            return len(await jetstream.read_all())
-
-        await eventually(delivered, lambda n: n >= len(events), within=30)
+        await eventually(lambda: on_stream(jetstream), lambda n: n >= len(events), within=30)
         scraped = (await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/metrics")).text
         relayed = [line for line in scraped.splitlines()
                    if line.startswith("items_events_relayed_total ")]  # fmt: skip
@@ -239,10 +241,7 @@ async def test_a_relay_sigkilled_mid_stream_loses_nothing_and_keeps_the_order(
         first = await spawn.start("relay-a", ["relay"], env)
         writer = asyncio.create_task(write(wired, items=40, updates=6))  # 320 events
 
-        async def delivered() -> int:
-            return len(await jetstream.read_all())
-
-        await eventually(delivered, lambda n: n >= 60, within=30)
+        await eventually(lambda: on_stream(jetstream), lambda n: n >= 60, within=30)
         await first.kill()  # SIGKILL, mid-stream: no checkpoint saved for what is in hand
         at_kill = len(await jetstream.read_all())
         second = await spawn.start("relay-b", ["relay"], env)
@@ -252,7 +251,7 @@ async def test_a_relay_sigkilled_mid_stream_loses_nothing_and_keeps_the_order(
         # written before the kill; relay-b stopped while still starting exits by SIGTERM).
         await write(wired, items=3, updates=0)
         events = await log(db)
-        await eventually(delivered, lambda n: n >= len(events), within=60)
+        await eventually(lambda: on_stream(jetstream), lambda n: n >= len(events), within=60)
         assert second.running, second.log()
         assert await second.stop() == 0, second.log()
         row = await db.fetchrow("SELECT * FROM relay_checkpoints WHERE stream = $1", jetstream.name)
