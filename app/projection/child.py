@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -100,7 +100,7 @@ class ProjectorChild:
                 name="items-projector",
                 daemon=True,
             )
-            with _without_main_script():
+            with _without_main_script(), _stop_signals_held():
                 process.start()
             self._process = process
             log.info("projector child started (pid %s)", process.pid)
@@ -188,6 +188,34 @@ def _without_main_script() -> Iterator[None]:
             main.__file__ = script
 
 
+# What a terminal, `kill -- -<pgid>` or a service manager sends to every process of the
+# API at once. The fork server is one of them; see _stop_signals_held.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """SIGTERM and SIGINT blocked in this thread while it starts a child, and with it,
+    the first time, the fork server, which inherits the mask and keeps it: it never
+    takes a stop signal, and exits when the API is gone (its pipe from it closes). That
+    is how multiprocessing protects its resource tracker; which is started first, as it
+    unblocks both signals once it has started.
+
+    Why: a SIGTERM to the API's whole process group killed the fork server too; the
+    child then lost its parent (PR_SET_PDEATHSIG stopped it) and the API, reading no
+    exit status through the dead server, logged "exited with 255", spent 0.8 s of its
+    event loop starting a new fork server and child, which took the partitions again
+    only to be stopped a second later by the API's own shutdown. Blocked, not ignored:
+    a signal that arrives meanwhile waits for the unblock, and is not lost. The child
+    unblocks them first thing (die_with_parent)."""
+    resource_tracker.ensure_running()
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 class ChildInThread:
     """A ProjectorChild supervised from a thread with its own event loop: for a process
     that runs no event loop of its own to host it (uvicorn's multi-worker supervisor).
@@ -244,6 +272,7 @@ def die_with_parent() -> None:
     holds its "API alive" pipe. multiprocessing hands that pipe to every child it forks
     (so that a child could fork more); this child closes it, else the fork server, and
     with it this child, would outlive a killed API."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held by the fork server
     server: Any = forkserver._forkserver
     if server._forkserver_alive_fd is not None:
         os.close(server._forkserver_alive_fd)

@@ -110,3 +110,32 @@ async def test_a_killed_api_takes_its_projector_child_with_it(
             return _alive(projector)
 
         await eventually(alive, lambda up: not up, within=5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_stop_signal_to_the_whole_process_group_stops_the_api_once(
+    settings: Settings, db: object, redis: Redis, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """What a terminal's Ctrl-C, `kill -- -<pgid>` or a service manager does: every
+    process of the API gets the signal at once, its fork server too. The API stops, and
+    its child with it, once. (A fork server killed by the SIGTERM made the API log
+    "exited with 255" and start a new fork server and child during its shutdown.)"""
+    async with Spawner(tmp_path) as spawn:
+        serve = await spawn.serve("serve", items_env(settings), free_port())
+
+        async def child() -> set[int]:
+            return children(serve.pid)
+
+        (projector,) = await eventually(child, lambda pids: len(pids) == 1, within=10)
+        os.killpg(serve.pid, sig)
+        assert await serve.wait(15) == 0, serve.log()
+
+        async def alive() -> bool:
+            return _alive(projector)
+
+        await eventually(alive, lambda up: not up, within=5)
+    log = serve.log()
+    assert log.count("projector child started") == 1, log
+    assert "exited with" not in log, log
+    assert "projector gave up its partitions" in log, log
