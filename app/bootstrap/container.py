@@ -103,6 +103,7 @@ class Container:
             step,
             poll_interval=s.projector_poll_interval,
             transient=not_ready,
+            brief=redis_client.moving,
             ownership=ownership,
         )
 

@@ -29,6 +29,10 @@ log = logging.getLogger("items.projector")
 
 MAX_BACKOFF = 5.0
 FIRST_BACKOFF = 0.05
+# For a failure that is over in moments (a Redis Cluster slot moving between nodes):
+# retried this often at the least, so the projection goes on as soon as the move is done
+# (doubling to 5 s would leave it idle for seconds after a reshard of a few).
+BRIEF_BACKOFF = 0.25
 RECONNECT_AFTER = 1.0
 CATCH_UP_RETRIES = 5  # transient failures in a row a catch-up waits out
 
@@ -41,6 +45,10 @@ Transient = Callable[[BaseException], str | None]
 
 def _nothing_transient(exc: BaseException) -> str | None:
     return None
+
+
+def _nothing_brief(exc: BaseException) -> bool:
+    return False
 
 
 def _store(exc: BaseException) -> str:
@@ -56,12 +64,14 @@ class Projector:
         *,
         poll_interval: float = 1.0,
         transient: Transient = _nothing_transient,
+        brief: Callable[[BaseException], bool] = _nothing_brief,
         ownership: Ownership | None = None,
     ) -> None:
         self._connector = connector
         self.step = step
         self._poll_interval = poll_interval
         self._transient = transient
+        self._brief = brief  # of the transient failures, those over in moments
         self.ownership = ownership
         self._waiting = Quiet(log, "projector waiting")
         self._wake = Waker()
@@ -143,7 +153,7 @@ class Projector:
                     log.exception("projection batch failed; retrying in %.2fs", backoff)
                 self.step.forget()
                 await self._sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                backoff = min(backoff * 2, BRIEF_BACKOFF if self._brief(exc) else MAX_BACKOFF)
                 continue
             if pause == 0:
                 continue

@@ -104,6 +104,12 @@ async def get_each(redis: RedisClient, keys: list[str]) -> list[bytes | None]:
     return single
 
 
+def moving(exc: BaseException) -> bool:
+    """A slot moving between Redis Cluster nodes: over once its keys have moved, in
+    moments, unlike a node that is down."""
+    return isinstance(exc, TryAgainError)
+
+
 def not_ready(exc: BaseException) -> str | None:
     """What a failure says about Redis when it is only not ready yet (unreachable, or
     loading its data set after a restart), in a few words; None for anything else."""
