@@ -28,17 +28,15 @@ class Closer(Protocol):
 
 class Transport:
     """`transport`, whose close() is `protocol`'s. The calls of every request are the
-    transport's own, bound once: no extra frame on the hot path."""
+    transport's own, bound once: no extra frame on the hot path; the rest pass through
+    __getattr__."""
 
     def __init__(self, transport: asyncio.Transport, protocol: Closer) -> None:
         self._transport = transport
         self._protocol = protocol
         self.write = transport.write
-        self.get_extra_info = transport.get_extra_info
         self.pause_reading = transport.pause_reading
         self.resume_reading = transport.resume_reading
-        self.set_protocol = transport.set_protocol
-        self.abort = transport.abort
 
     def is_closing(self) -> bool:
         return self._protocol.lingering or self._transport.is_closing()
@@ -46,5 +44,5 @@ class Transport:
     def close(self) -> None:
         self._protocol.close()
 
-    def __getattr__(self, name: str) -> Any:  # the rest, for a protocol taking over
+    def __getattr__(self, name: str) -> Any:  # get_extra_info, abort, set_protocol, ...
         return getattr(self._transport, name)

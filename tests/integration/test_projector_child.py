@@ -3,6 +3,7 @@ with the API, and never outlives a killed API (which would keep the advisory loc
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -100,16 +101,12 @@ async def test_a_killed_api_takes_its_projector_child_with_it(
     async with Spawner(tmp_path) as spawn:
         serve = await spawn.serve("serve", items_env(settings), free_port())
 
-        async def child() -> set[int]:
-            return children(serve.pid)
-
-        (projector,) = await eventually(child, lambda pids: len(pids) == 1, within=10)
+        (projector,) = await eventually(
+            lambda: asyncio.sleep(0, children(serve.pid)), lambda pids: len(pids) == 1, within=10
+        )
         await serve.kill()
 
-        async def alive() -> bool:
-            return _alive(projector)
-
-        await eventually(alive, lambda up: not up, within=5)
+        await eventually(lambda: asyncio.sleep(0, _alive(projector)), lambda up: not up, within=5)
 
 
 @pytest.mark.slow
@@ -124,17 +121,13 @@ async def test_a_stop_signal_to_the_whole_process_group_stops_the_api_once(
     async with Spawner(tmp_path) as spawn:
         serve = await spawn.serve("serve", items_env(settings), free_port())
 
-        async def child() -> set[int]:
-            return children(serve.pid)
-
-        (projector,) = await eventually(child, lambda pids: len(pids) == 1, within=10)
+        (projector,) = await eventually(
+            lambda: asyncio.sleep(0, children(serve.pid)), lambda pids: len(pids) == 1, within=10
+        )
         os.killpg(serve.pid, sig)
         assert await serve.wait(15) == 0, serve.log()
 
-        async def alive() -> bool:
-            return _alive(projector)
-
-        await eventually(alive, lambda up: not up, within=5)
+        await eventually(lambda: asyncio.sleep(0, _alive(projector)), lambda up: not up, within=5)
     log = serve.log()
     assert log.count("projector child started") == 1, log
     assert "exited with" not in log, log
