@@ -263,6 +263,12 @@ async def test_verify_and_repair_across_partitions(
     async with running(application) as started, started.client() as client:
         container: Container = started.container
         live = await _history(client)
+        # Ids are random: four of them share one of three partitions about one
+        # run in 27, so add items until the history spans more than one.
+        for n in range(40):
+            if len({container.layout.partition_of(i["id"]) for i in live}) > 1:
+                break
+            live.append(await visible(client, await create(client, name=f"more {n}")))
         assert len({container.layout.partition_of(i["id"]) for i in live}) > 1
         assert (await container.verify(wait=10)).ok
         victim = live[0]["id"]
