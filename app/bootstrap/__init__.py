@@ -15,6 +15,7 @@ from app.bootstrap.processes import (
     projector_process,
     run_projector,
     serve_relay,
+    start_projector_fork_server,
     with_servers,
 )
 from app.bootstrap.wiring import PAGE_SHARE, build, make_redis
@@ -34,6 +35,7 @@ __all__ = [
     "projector_process",
     "run_projector",
     "serve_relay",
+    "start_projector_fork_server",
     "unreachable_store",
     "with_servers",
 ]

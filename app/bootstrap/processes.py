@@ -127,6 +127,23 @@ def projector_process(settings: Settings, beat: Any = None) -> None:
     uvloop.run(project())
 
 
+def uses_projector_child(settings: Settings) -> bool:
+    """Whether this process (an API's, not a supervised worker's) runs its projector in a
+    child process."""
+    return (
+        settings.projector_in_process
+        and settings.projector_in_child
+        and not settings.projector_supervised
+    )
+
+
+def start_projector_fork_server(settings: Settings) -> None:
+    """Called first thing by `items serve` and `items grpc`: if a projector child will be
+    started, its fork server imports the child's modules while the API migrates."""
+    if uses_projector_child(settings):
+        child.start_fork_server(projector_process)
+
+
 def api_projector(container: Container) -> ProjectorChild | Projector | None:
     """The API's own projector: in a child process (the default), on this loop, or
     none (PROJECTOR_IN_PROCESS=false: `items projector` runs it elsewhere; with
@@ -134,7 +151,7 @@ def api_projector(container: Container) -> ProjectorChild | Projector | None:
     settings = container.settings
     if not settings.projector_in_process or settings.projector_supervised:
         return None
-    if settings.projector_in_child:
+    if uses_projector_child(settings):
         return ProjectorChild(
             projector_process, (settings,), stalled_after=settings.projector_stalled_after
         )

@@ -77,6 +77,7 @@ def run(host: str | None, port: int | None, access_log: bool, workers: int | Non
         return UNREACHABLE
     if count > 1:
         proctitle.name("api supervisor")  # the workers are `items: api worker`
+    bootstrap.start_projector_fork_server(configured)
     try:
         bootstrap.migrate(configured)
     except Exception as exc:

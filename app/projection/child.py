@@ -90,8 +90,7 @@ class ProjectorChild:
             # forks a child from itself in milliseconds. Spawned afresh, a child took
             # 0.6-2 s to import (and also ran the `items` script, so the whole CLI):
             # after a SIGKILL nothing was projected for 2-8 s (issue 18).
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([self._target.__module__])
+            context = _fork_server_context(self._target)
             beat = context.Value("d", time.monotonic(), lock=False)
             started = time.monotonic()
             process = context.Process(
@@ -169,6 +168,22 @@ class ProjectorChild:
             log.warning("projector child did not stop within %.0fs; killed", STOP_TIMEOUT)
             process.kill()
             await loop.run_in_executor(None, process.join, 5)
+
+
+def start_fork_server(target: Callable[..., None]) -> None:
+    """Start the fork server that ProjectorChild(target, ...) forks its children from
+    now, not at the first child: it imports `target`'s module in a process of its own
+    while this one goes on (migrates, starts its server), instead of 0.8 s of the API's
+    start in series (measured). Idempotent, like the first child's own start."""
+    _fork_server_context(target)
+    with _without_main_script(), _stop_signals_held():
+        forkserver.ensure_running()
+
+
+def _fork_server_context(target: Callable[..., None]) -> Any:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([target.__module__])
+    return context
 
 
 @contextlib.contextmanager

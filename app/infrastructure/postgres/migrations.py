@@ -3,7 +3,10 @@ migrations/ (next to the app/ folder), whose tables.py describes the result.
 
 Alembic (and SQLAlchemy under it) is imported only when a migration runs: the two take
 about 0.6 s to import, and every process that wires the service (the projector child
-above all, whose start the API waits for) would pay them for nothing.
+above all, whose start the API waits for) would pay them for nothing. For the same
+reason a database already at HEAD is not handed to Alembic at all: `items serve` and
+`items grpc` migrate at every start, and Alembic's import and its own check of the
+revision were about 1.1 s of a 3.5 s start (measured), against 6 ms for one SELECT.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 ROOT = Path(__file__).resolve().parents[3]
+# The newest revision in migrations/versions. A new migration moves it: a test holds it
+# equal to Alembic's own head, so it cannot be left behind.
+HEAD = "0007"
 
 
 def alembic_config(database_url: str) -> Config:
@@ -28,6 +34,8 @@ def alembic_config(database_url: str) -> Config:
 
 def migrate(database_url: str, revision: str = "head") -> str | None:
     """Upgrade to `revision`; the revision the database is at afterwards."""
+    if revision in ("head", HEAD) and current(database_url) == HEAD:
+        return HEAD  # nothing to apply; Alembic would only say so, a second later
     from alembic import command
 
     command.upgrade(alembic_config(database_url), revision)
