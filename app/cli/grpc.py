@@ -37,7 +37,6 @@ def run(host: str | None, port: int | None) -> int:
     from app.grpc import server
 
     configured = settings()
-    bootstrap.start_projector_fork_server(configured)
     try:
         bootstrap.migrate(configured)
     except Exception as exc:

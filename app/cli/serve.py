@@ -77,7 +77,6 @@ def run(host: str | None, port: int | None, access_log: bool, workers: int | Non
         return UNREACHABLE
     if count > 1:
         proctitle.name("api supervisor")  # the workers are `items: api worker`
-    bootstrap.start_projector_fork_server(configured)
     try:
         bootstrap.migrate(configured)
     except Exception as exc:
@@ -92,6 +91,8 @@ def run(host: str | None, port: int | None, access_log: bool, workers: int | Non
     # folder, and a scrape of any worker sums them (app/metrics.py). Named before any of
     # them starts, so that each inherits it; an operator's own folder is kept.
     folder = None if metrics.multiprocess() else metrics.prepare_multiprocess()
+    # After the folder is named: the fork server hands its environment to the child.
+    bootstrap.start_projector_fork_server(configured)
     projector = None
     if count > 1 and configured.projector_in_process:
         os.environ["PROJECTOR_SUPERVISED"] = "true"  # the workers read it: none starts one
