@@ -138,8 +138,9 @@ def uses_projector_child(settings: Settings) -> bool:
 
 
 def start_projector_fork_server(settings: Settings) -> None:
-    """Called first thing by `items serve` and `items grpc`: if a projector child will be
-    started, its fork server imports the child's modules while the API migrates."""
+    """Called by `items serve` once its environment is final (the metrics folder named):
+    if a projector child will be started, its fork server imports the child's modules
+    while the API imports its app and starts uvicorn."""
     if uses_projector_child(settings):
         child.start_fork_server(projector_process)
 
@@ -151,7 +152,7 @@ def api_projector(container: Container) -> ProjectorChild | Projector | None:
     settings = container.settings
     if not settings.projector_in_process or settings.projector_supervised:
         return None
-    if uses_projector_child(settings):
+    if settings.projector_in_child:
         return ProjectorChild(
             projector_process, (settings,), stalled_after=settings.projector_stalled_after
         )

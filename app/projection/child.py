@@ -173,8 +173,9 @@ class ProjectorChild:
 def start_fork_server(target: Callable[..., None]) -> None:
     """Start the fork server that ProjectorChild(target, ...) forks its children from
     now, not at the first child: it imports `target`'s module in a process of its own
-    while this one goes on (migrates, starts its server), instead of 0.8 s of the API's
-    start in series (measured). Idempotent, like the first child's own start."""
+    while this one goes on starting its server, instead of in series. It inherits this
+    process's environment, as every child it forks does: start it once that is final.
+    Idempotent, like the first child's own start."""
     _fork_server_context(target)
     with _without_main_script(), _stop_signals_held():
         forkserver.ensure_running()
