@@ -24,6 +24,7 @@ from app import metrics, tracing
 from app.projection.fold import ItemState, ProjectionError, apply_event, diff
 from app.projection.gap_guard import GapGuard
 from app.projection.ports import BaseMoved, EventLog, Fenced, ProjectionStore, StoredEvent, Target
+from app.projection.recent import RecentStates
 
 log = logging.getLogger("items.projector")
 
@@ -63,11 +64,13 @@ class BatchStep:
         # one that never had one is a new read model.
         self._seen_live: dict[int, str] = {}
         self._announced: dict[int, str] = {}  # the generation each partition builds, said once
+        self._recent = RecentStates()
 
     def reset(self) -> None:
         """Start over from what the read model holds (a projector that (re)connected)."""
         self.targets.clear()
         self.checkpoints.clear()
+        self._recent.clear()
         self._guard = GapGuard()
 
     def own(self, owned: dict[int, int], layout: tuple[str, int] | None) -> bool:
@@ -91,9 +94,10 @@ class BatchStep:
         self.checkpoints.pop(partition, None)
 
     def forget(self) -> None:
-        """Reload the targets and checkpoints before the next step (after a failure)."""
+        """Reload the targets, checkpoints and states before the next step (after a failure)."""
         self.targets.clear()
         self.checkpoints.clear()
+        self._recent.clear()
 
     def fix(self, targets: dict[int, Target]) -> None:
         """Write to these fixed targets from now on (a rebuild's generations, made live
@@ -231,21 +235,19 @@ class BatchStep:
         for stored in batch:
             by_item[str(stored.item_id)].append(stored)
         held = {item_id for item_id, events in by_item.items() if any(e.held for e in events)}
-        # An item whose first event here is its creation had no view before it: no need
-        # to ask Redis (one round trip less per batch of new items, which counts under
-        # load). The script's version check still refuses the batch if one exists. Not
-        # while any event is failing: a dead letter is only ever decided on Redis's state.
-        new = set() if self._failures else {i for i, e in by_item.items() if e[0].version == 1}
         for attempt in range(APPLY_ATTEMPTS):
-            known = {i: ItemState() for i in new} if attempt == 0 else {}
+            # Not while any event is failing: a dead letter is decided on Redis's state.
+            guess = attempt == 0 and not self._failures
+            known = self._recent.known(target, by_item) if guess else {}
             states = known | await self._store.load(target, [i for i in by_item if i not in known])
-            ops, dead = [], []
+            ops, dead, wrote = [], [], {}
             for item_id, item_events in by_item.items():
                 after, failed = self._fold(states[item_id], item_events, item_id in held)
                 dead += failed
                 op = diff(item_id, states[item_id], after)
                 if op is not None:
                     ops.append(op)
+                    wrote[item_id] = after
             if dead:
                 # Durable before the checkpoint passes them: nothing is ever dropped.
                 await log_.record_dead_letters(dead)
@@ -253,6 +255,7 @@ class BatchStep:
                     log.error("dead letter at position %d: %s", stored.position, error)
             try:
                 await self._store.apply(target, self.checkpoints[target.partition], last, ops)
+                self._recent.wrote(target, wrote)
                 return
             except BaseMoved:
                 # Someone (a repair) wrote a view between our load and our apply: the
