@@ -36,7 +36,7 @@ NOTES = [
     "list 20, POST and the 95/5 mix with its projection lag, on items seeded through the "
     "API after the projection runs' backlogs; 'cpu' is the cores the service's processes "
     "and the Redis servers (a cluster's nodes summed, INFO cpu) used during the load, "
-    "'idle' the same with no request at all, once its projector owns every partition",
+    "'idle' the same with no request at all, just after the service was ready",
     f"scale projection: {MEASURED}",
     "scale workers: this machine has 2 cores and wrk needs one, so two API workers cannot "
     "show their real gain here: pinned, both share the server CPU (only their overhead "

@@ -10,11 +10,9 @@ projection lag. Each load records the CPU cores the service and Redis used meanw
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,26 +126,10 @@ def run_configuration(
 
 def idle(serving: Serving, seconds: float) -> dict[str, float]:
     """The cores the service and Redis use with no request at all (the change feed's
-    probes, the lease ticks, the projector's polls), once its projector child owns every
-    partition and has caught up: measured right after /readyz, it was the child's own
-    start (its imports, about one core for a second), not the service at rest."""
-    settle(serving)
+    probes, the lease ticks, the projector's polls)."""
     _, cpu = measured(serving, lambda: time.sleep(seconds))
     say(f"  idle: service {cpu['service_cores']:.2f} cores, Redis {cpu['redis_cores']:.2f}")
     return cpu | {"seconds": seconds}
-
-
-def settle(serving: Serving, within: float = 60.0) -> None:
-    """Until the service's projector owns every partition with no lag (its admin view)."""
-    deadline = time.monotonic() + within
-    while True:
-        with urllib.request.urlopen(serving.base + "/api/v1/admin/projection", timeout=10) as r:
-            state = json.loads(r.read())
-        if state["owned_partitions"] == serving.partitions and state["lag_events"] == 0:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the service's projector did not settle: {state}")
-        time.sleep(0.1)
 
 
 def projection(cfg: Config, procs: Processes, label: str, serving: Serving, sizes: Sizes,
