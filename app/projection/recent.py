@@ -33,9 +33,6 @@ class RecentStates:
         self._size = size
         self._states: OrderedDict[_Key, ItemState] = OrderedDict()
 
-    def __len__(self) -> int:
-        return len(self._states)
-
     def known(
         self, target: Target, by_item: Mapping[str, Sequence[StoredEvent]]
     ) -> dict[str, ItemState]:
@@ -45,15 +42,15 @@ class RecentStates:
         known = {}
         for item_id, events in by_item.items():
             first = events[0].version
-            state = ItemState() if first == 1 else self.before(target, item_id, first)
+            state = ItemState() if first == 1 else self._before(target, item_id, first)
             if state is not None:
                 known[item_id] = state
         return known
 
-    def before(self, target: Target, item_id: str, version: int) -> ItemState | None:
+    def _before(self, target: Target, item_id: str, version: int) -> ItemState | None:
         """The remembered state an event at `version` applies to (the one at version - 1),
         or None: nothing remembered for it, or remembered at another version."""
-        key = (target.partition, target.generation, target.epoch, item_id)
+        key = _key(target, item_id)
         state = self._states.get(key)
         if state is None or state.version != version - 1:
             return None
@@ -63,7 +60,7 @@ class RecentStates:
     def wrote(self, target: Target, states: dict[str, ItemState]) -> None:
         """Remember what one applied batch left these items at."""
         for item_id, state in states.items():
-            key = (target.partition, target.generation, target.epoch, item_id)
+            key = _key(target, item_id)
             self._states[key] = state
             self._states.move_to_end(key)
         while len(self._states) > self._size:
@@ -71,3 +68,7 @@ class RecentStates:
 
     def clear(self) -> None:
         self._states.clear()
+
+
+def _key(target: Target, item_id: str) -> _Key:
+    return (target.partition, target.generation, target.epoch, item_id)

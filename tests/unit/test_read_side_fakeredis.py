@@ -330,11 +330,13 @@ class CountedLoads(RedisProjectionStore):
     """The store, counting the items the step asks Redis for and the batches it writes
     (or tries to: a refused one counts too)."""
 
-    loaded: list[str]
-    applies = 0
+    def __init__(self, redis: Redis, layout: KeyLayout) -> None:
+        super().__init__(redis, layout)
+        self.loaded: list[str] = []
+        self.applies = 0
 
     async def load(self, target: Target, item_ids: list[str]) -> dict[str, ItemState]:
-        self.loaded = [*getattr(self, "loaded", []), *item_ids]
+        self.loaded += item_ids
         return await super().load(target, item_ids)
 
     async def apply(self, target: Target, expected: int, new: int, ops: list[ViewOp]) -> int:
@@ -355,7 +357,7 @@ async def test_an_item_the_step_just_wrote_is_folded_on_without_reading_it_back(
     chair.update({"name": "Stool"}, now=at(3))
     lamp.update({"name": "Lantern"}, now=at(4))
     await step.apply(stored(drain(chair, lamp), start=4), MemoryLog())
-    assert getattr(store, "loaded", []) == []  # every base was the step's own last write
+    assert store.loaded == []  # every base was the step's own last write
     step.forget()  # after a failure nothing is guessed: the next batch reads Redis
     await step.resolve()
     chair.update({"price": "10"}, now=at(5))
