@@ -15,6 +15,8 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.edge import EdgeStack
+from app.api.fast_reads import FastItemReads
 from app.api.state import State
 from app.bootstrap import Container
 from app.infrastructure.postgres import leases
@@ -160,10 +162,13 @@ def without(app: Running, *skipped: type) -> ASGIApp:
     """The same app, state and routes, with every middleware but `skipped`: the router
     answering what a path below it (fast_reads.py, fast_writes.py) would."""
     fastapi = app.fastapi
+    edge = fastapi.middleware_stack
+    assert isinstance(edge, EdgeStack)
     kept = fastapi.user_middleware
     fastapi.user_middleware = [m for m in kept if m.cls not in skipped]  # type: ignore[comparison-overlap]
     try:
-        stack = fastapi.build_middleware_stack()
+        # The Edge answers the same reads as FastItemReads when no middleware applies.
+        stack = edge.build(fast_reads=FastItemReads not in skipped)
     finally:
         fastapi.user_middleware = kept
 

@@ -16,11 +16,12 @@ from starlette.routing import Route
 
 from app import bootstrap, metrics, proctitle, tracing
 from app.api import auth, lazy_graphql, openapi, problems
+from app.api.edge import EdgeStack
 from app.api.fast_reads import FastItemReads
 from app.api.fast_writes import FastItemWrites
 from app.api.lazy_graphql import GraphQLLoader, LazyGraphQL
 from app.api.middleware import LimitBody, StripTrailingSlash
-from app.api.observe import HttpCounts, Observe, Telemetry
+from app.api.observe import HttpCounts, NoteRoute, Record, Telemetry
 from app.api.routes import admin, health, items, status_page
 from app.api.routes import metrics as metrics_route
 from app.api.routes.options import add_path_options
@@ -145,9 +146,16 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
     add_path_options(app.router, lazy_graphql.PATH, set(lazy_graphql.METHODS))
     openapi.install(app, settings)
     problems.install(app)
-    # Innermost: GET by id skips the router (see fast_reads.py for the profile), while
-    # the API-key and CORS middleware outside it still apply.
-    app.add_middleware(FastItemReads)
+    # Reads in the Edge (edge.py), in front of every middleware, unless one applies
+    # to reads: CORS, or a key needed to read.
+    keyed_reads = bool(settings.api_key_digests) and settings.read_requires_key
+    edge_reads = not settings.cors_origins and not keyed_reads
+    # Innermost: the route the router matched, for the counts and the access line.
+    app.add_middleware(NoteRoute)
+    if not edge_reads:
+        # GET by id and list pages skip the router (see fast_reads.py for the
+        # profile), while the API-key and CORS middleware outside them still apply.
+        app.add_middleware(FastItemReads)
     # The writes with a valid body skip the router the same way (fast_writes.py).
     app.add_middleware(FastItemWrites)
     app.add_middleware(LimitBody)
@@ -164,11 +172,15 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
         )
     # So the router only ever sees canonical paths.
     app.add_middleware(StripTrailingSlash)
-    # Outermost: every answer, refusals included, gets its request id, is counted and
-    # (ACCESS_LOG) logged.
-    app.add_middleware(Observe, counts=counts, access_log=settings.access_log)
-    if tracing.configure("items-api"):  # OTEL_EXPORTER_OTLP_ENDPOINT: else nothing
-        app.add_middleware(tracing.asgi_middleware())
+    # Outermost, in front of FastAPI's own middleware: every answer, refusals and
+    # unexpected 500s included, gets its request id, is counted and (ACCESS_LOG)
+    # logged; the reads are answered there when no middleware applies to them.
+    app.middleware_stack = EdgeStack(
+        app,
+        record=Record(counts, settings.access_log),
+        edge_reads=edge_reads,
+        traced=tracing.configure("items-api"),  # OTEL_EXPORTER_OTLP_ENDPOINT: else off
+    )
     return app
 
 

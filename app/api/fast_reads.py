@@ -1,5 +1,4 @@
-"""GET /api/v1/items/{id} and GET /api/v1/items (list pages) answered below the router,
-as a pure ASGI middleware.
+"""GET /api/v1/items/{id} and GET /api/v1/items (list pages) answered below the router.
 
 Why it exists: on one 2-core machine the router path served about 2,100-2,600 rps while
 one bare redis-py GET behind Starlette served about 8,600. A py-spy profile of the
@@ -15,8 +14,13 @@ and renders every error through the app's own exception handlers, so 4xx/5xx sta
 same problem+json. Anything it does not recognise (another path or method, a
 non-canonical id such as upper case, a list query not in canonical form or with a
 parameter the router would refuse) goes to the wrapped app unchanged, so the router
-stays the one place that words a 422. It sits innermost, inside the API-key and CORS
-middleware, so those still apply to it.
+stays the one place that words a 422.
+
+`ItemReads` is the path itself, placed in one of two ways (app.py chooses):
+- in the Edge (edge.py), in front of every middleware, when none of them would apply to
+  these reads (no CORS origins, no key needed to read): the fastest;
+- innermost, as the `FastItemReads` middleware, inside the API-key and CORS middleware,
+  so those still apply to it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api import problems
 from app.api.observe import seen
 from app.api.preconditions import entity_tags
-from app.api.reads import min_position, plain_list_query, read_response
+from app.api.reads import Raw, min_position, plain_list_query, read_response
 from app.api.state import scope_container
 from app.queries.queries import GetItem, ListItems, ReadAnswer
 from app.queries.views import ID_LENGTH
@@ -44,27 +48,25 @@ _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 # each time; emptied when full, since cursors make query strings unbounded.
 MAX_PARSED = 512
 
+Read = UUID | ListItems  # what a matched request asks for: one item, or a page
 
-class FastItemReads:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+
+class ItemReads:
+    def __init__(self) -> None:
         self._parsed: dict[bytes, ListItems | None] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        item_id = _item_id(scope)
-        listing = self._list_query(scope) if item_id is None else None
-        found = seen(scope)
-        if item_id is None and listing is None:
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                # The router left the route it matched in this very scope dict.
-                route = scope.get("route")
-                if found is not None and route is not None:
-                    found.route = getattr(route, "path", None)
-            return
-        if found is not None:
-            found.route = ITEM_ROUTE if item_id is not None else LIST_PATH
+    def match(self, scope: Scope) -> Read | None:
+        """What this request reads when this path answers it, else None."""
+        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
+            return None
+        path: str = scope["path"]
+        if path == LIST_PATH:
+            return self._list_query(scope["query_string"])
+        return item_path_id(path)
+
+    async def response(self, scope: Scope, read: Read) -> Raw:
+        """The answer to a matched read; raises what the query raises, for the caller to
+        word with problems.answer."""
         container = scope_container(scope)
         if_none_match = token = None
         for name, value in scope["headers"]:
@@ -72,28 +74,18 @@ class FastItemReads:
                 if_none_match = value.decode("latin-1")
             elif name == b"consistency-token":
                 token = value.decode("latin-1")
-        try:
-            tags = entity_tags(if_none_match, "If-None-Match")
-            position = min_position(container.tokens, token)
-            answer: ReadAnswer
-            if item_id is not None:
-                answer = await container.queries.get_item(GetItem(item_id, position))
-            else:
-                assert listing is not None
-                if position is not None:
-                    listing = dataclasses.replace(listing, min_position=position)
-                answer = await container.queries.list_items(listing)
-        except Exception as exc:
-            await problems.answer(scope, receive, send, exc)
-            return
-        await read_response(answer, tags)(scope, receive, send)
+        tags = entity_tags(if_none_match, "If-None-Match")
+        position = min_position(container.tokens, token)
+        answer: ReadAnswer
+        if isinstance(read, UUID):
+            answer = await container.queries.get_item(GetItem(read, position))
+        else:
+            if position is not None:
+                read = dataclasses.replace(read, min_position=position)
+            answer = await container.queries.list_items(read)
+        return read_response(answer, tags)
 
-    def _list_query(self, scope: Scope) -> ListItems | None:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
-            return None
-        if scope["path"] != LIST_PATH:
-            return None
-        raw: bytes = scope["query_string"]
+    def _list_query(self, raw: bytes) -> ListItems | None:
         try:
             return self._parsed[raw]
         except KeyError:
@@ -104,11 +96,32 @@ class FastItemReads:
         return parsed
 
 
-def _item_id(scope: Scope) -> UUID | None:
-    """The id of a plain GET of one item by its canonical (lower-case) UUID, else None."""
-    if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
-        return None
-    return item_path_id(scope["path"])
+def route_of(read: Read) -> str:
+    """The route template a matched read counts under, as the router would name it."""
+    return ITEM_ROUTE if isinstance(read, UUID) else LIST_PATH
+
+
+class FastItemReads:
+    """The innermost placement: a middleware just outside FastAPI's own stack."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.reads = ItemReads()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        read = self.reads.match(scope)
+        found = seen(scope)
+        if read is None:
+            await self.app(scope, receive, send)
+            return
+        if found is not None:
+            found.route = route_of(read)
+        try:
+            response = await self.reads.response(scope, read)
+        except Exception as exc:
+            await problems.answer(scope, receive, send, exc)
+            return
+        await response(scope, receive, send)
 
 
 def item_path_id(path: str) -> UUID | None:

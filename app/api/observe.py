@@ -1,4 +1,5 @@
-"""The outermost middleware: each request's id, its HTTP metrics and its access line.
+"""What the Edge (edge.py) does for every request: its id, its HTTP metrics, its access
+line.
 
 - X-Request-ID: the client's, when it is 1..128 printable ASCII characters, else a new
   one (a random prefix per app and a counter: unique across workers and restarts,
@@ -13,7 +14,7 @@
 - ACCESS_LOG: one line per request (logger items.access), with method, route, path,
   status and duration, and the request id.
 
-A pure ASGI middleware. The HTTP metrics are counted in plain dicts and handed to
+The HTTP metrics are counted in plain dicts and handed to
 prometheus-client once a second (`HttpCounts.flush`, and before a scrape): in its
 multiprocess mode a counter's inc() and a histogram's observe() cost about 4 us
 together (an mmap write under a lock each), 13% of a cached GET by id at 32,000 rps;
@@ -27,13 +28,11 @@ import bisect
 import itertools
 import logging
 import secrets
-import time
 from collections import defaultdict
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import logs
 from app.metrics import HTTP_BUCKETS, Metrics
 
 log = logging.getLogger("items.access")
@@ -45,12 +44,15 @@ SEEN = "items.seen"
 
 
 class Seen:
-    """What the inner layers found out about the request: its route template."""
+    """What the inner layers found out about the request: its route template, and the
+    status of its answer."""
 
-    __slots__ = ("route",)
+    __slots__ = ("route", "status")
 
     def __init__(self) -> None:
         self.route: str | None = None
+        # An exception before the answer started ends as the server's 500.
+        self.status = 500
 
 
 def seen(scope: Scope) -> Seen | None:
@@ -148,40 +150,33 @@ class Telemetry:
                 counter.inc(n)
 
 
-class Observe:
-    def __init__(self, app: ASGIApp, *, counts: HttpCounts | None, access_log: bool) -> None:
+class NoteRoute:
+    """Innermost: the route the router matched, noted in the request's `Seen`. The
+    router leaves it in the very scope dict it was given, which layers further out may
+    have copied (StripTrailingSlash does), so it is read here, right outside FastAPI's
+    own stack."""
+
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._counts = counts
-        self._access_log = access_log
-        self._ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        raw = next((v for k, v in scope["headers"] if k == HEADER), None)
-        rid = incoming_id(raw) or self._ids.next()
-        encoded = rid.encode("ascii")
-        token = logs.request_id.set(rid)
-        found = Seen()
-        scope[SEEN] = found
-        status = 500  # an exception before the answer started ends as uvicorn's 500
-        started = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), (HEADER, encoded)]}
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send)
         finally:
-            self._record(scope, found.route or UNMATCHED, status, time.perf_counter() - started)
-            logs.request_id.reset(token)
+            found = seen(scope)
+            route = scope.get("route")
+            if found is not None and route is not None:
+                found.route = getattr(route, "path", None)
 
-    def _record(self, scope: Scope, route: str, status: int, elapsed: float) -> None:
+
+class Record:
+    """Each request's counts and (ACCESS_LOG) access line, once it is answered."""
+
+    def __init__(self, counts: HttpCounts | None, access_log: bool) -> None:
+        self._counts = counts
+        self._access_log = access_log
+
+    def __call__(self, scope: Scope, route: str, status: int, elapsed: float) -> None:
         method = scope["method"]
         if self._counts is not None:
             self._counts.add(method, route, status, elapsed)

@@ -94,7 +94,7 @@ def min_position(tokens: TokenCodec, token: str | None) -> int | None:
     return None if token is None else tokens.position(token)
 
 
-def read_response(answer: ReadAnswer, if_none_match: EntityTags | None) -> Response:
+def read_response(answer: ReadAnswer, if_none_match: EntityTags | None) -> Raw:
     """The answer to a read: the stored bytes with their ETag and position, or 304."""
     headers = [(b"etag", answer.etag.encode()), (_POSITION, str(answer.checkpoint).encode())]
     if none_match(if_none_match, answer.etag):

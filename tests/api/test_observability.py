@@ -112,6 +112,26 @@ async def test_a_request_id_is_kept_or_made_and_named_in_problems(
     assert assert_problem(invalid, 422)["request_id"] == "req-43"
 
 
+async def test_an_unexpected_error_is_a_500_problem_with_its_request_id(
+    app: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On both read paths: the Edge's own (a canonical id) and the router's (upper case),
+    where the 500 comes from FastAPI's ServerErrorMiddleware, inside the Edge."""
+
+    async def broken(query: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app.container.queries, "get_item", broken)
+    transport = httpx.ASGITransport(app=app.asgi(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        some = str(uuid.uuid4())
+        for path in (f"{ITEMS}/{some}", f"{ITEMS}/{some.upper()}"):
+            got = await c.get(path, headers={"X-Request-ID": "req-500"})
+            assert assert_problem(got, 500)["request_id"] == "req-500", path
+            assert got.headers["x-request-id"] == "req-500", path
+            assert "boom" not in got.text
+
+
 @pytest.fixture
 async def traced(settings: Settings) -> AsyncIterator[tuple[Running, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
@@ -142,6 +162,8 @@ async def test_a_write_is_traced_to_the_batch_that_projects_it(
     )
     servers = [s for s in spans if s.kind.name == "SERVER" and "POST" in s.name]
     assert servers, [s.name for s in spans]
+    # GET by id, answered in the Edge, is inside the server span too.
+    assert any(s.kind.name == "SERVER" and "GET" in s.name for s in spans), spans
     write_trace = servers[0].context.trace_id
     in_write = [s for s in spans if s.context.trace_id == write_trace]
     assert any(s.attributes.get("db.system") == "postgresql" for s in in_write), in_write
