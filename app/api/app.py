@@ -174,7 +174,8 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
     app.add_middleware(StripTrailingSlash)
     # Outermost, in front of FastAPI's own middleware: every answer, refusals and
     # unexpected 500s included, gets its request id, is counted and (ACCESS_LOG)
-    # logged; the reads are answered there when no middleware applies to them.
+    # logged; the reads are answered there when no middleware applies to them. Set
+    # here, it makes a later add_middleware fail loudly, as after the app has started.
     app.middleware_stack = EdgeStack(
         app,
         record=Record(counts, settings.access_log),
