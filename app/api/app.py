@@ -148,8 +148,7 @@ def create_app(settings: Settings | None = None, *, freeze_startup_heap: bool = 
     problems.install(app)
     # Reads in the Edge (edge.py), in front of every middleware, unless one applies
     # to reads: CORS, or a key needed to read.
-    keyed_reads = bool(settings.api_key_digests) and settings.read_requires_key
-    edge_reads = not settings.cors_origins and not keyed_reads
+    edge_reads = not settings.cors_origins and not auth.reads_need_key(settings)
     # Innermost: the route the router matched, for the counts and the access line.
     app.add_middleware(NoteRoute)
     if not edge_reads:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.fast_reads import LIST_PATH
 from app.api.problems import problem
 from app.keys import ApiKeys, MissingKey, UnknownKey
 from app.settings import Settings
@@ -42,6 +43,12 @@ def needs_key(
     if path.startswith(ADMIN_PREFIX):
         return True
     return read_requires_key or method not in READS
+
+
+def reads_need_key(settings: Settings) -> bool:
+    """Whether the guard install() adds applies to GET /api/v1/items and its items (with
+    none, app.py answers those reads in front of every middleware, edge.py)."""
+    return bool(settings.api_keys) and needs_key("GET", LIST_PATH, settings.read_requires_key)
 
 
 class RequireApiKey:
