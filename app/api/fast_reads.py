@@ -60,6 +60,11 @@ class ItemReads:
         if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
             return None
         path: str = scope["path"]
+        if path.endswith("/"):
+            # As StripTrailingSlash (middleware.py) makes it for the router: in the Edge
+            # this runs before it, and /api/v1/items/?limit=20 fell to the router (3,000
+            # rps against 11,000 without the slash, same run, 2026-12-08).
+            path = path.rstrip("/")
         if path == LIST_PATH:
             return self._list_query(scope["query_string"])
         return item_path_id(path)

@@ -58,9 +58,13 @@ def test_only_canonical_item_paths_take_the_fast_path() -> None:
     reads = ItemReads()
 
     def match(path: str, method: str = "GET") -> Any:
-        return reads.match({"type": "http", "method": method, "path": path, "root_path": ""})
+        scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+        return reads.match({**scope, "query_string": b""})
 
     assert match(f"{ITEMS}/{some}") == uuid.UUID(some)
+    # A trailing slash is the same resource (StripTrailingSlash), and as fast.
+    assert match(f"{ITEMS}/{some}/") == uuid.UUID(some)
+    assert match(f"{ITEMS}/") is not None
     assert match(f"{ITEMS}/{some.upper()}") is None
     assert match(f"{ITEMS}/{some.replace('-', '')}") is None
     assert match(f"{ITEMS}/{some}", "HEAD") is None
@@ -177,7 +181,7 @@ def test_only_plain_list_queries_take_the_fast_path() -> None:
         b"cursor=" + b"c" * 2049,
     ):
         assert query(routed) is None, routed
-    assert query(b"", path=ITEMS + "/") is None
+    assert query(b"", path=ITEMS + "/") == default  # the same resource (StripTrailingSlash)
     assert query(b"", method="HEAD") is None
     for n in range(3 * MAX_PARSED):  # cursors make query strings unbounded; the kept are not
         query(b"cursor=c%d" % n)
